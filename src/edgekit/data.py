@@ -1,0 +1,257 @@
+"""Data for calibration and evaluation.
+
+A :class:`Dataset` holds two disjoint splits: ``calib`` (for quantization) and ``eval`` (held
+out, for parity and the task metric), each a dict of input name -> array with samples on axis 0,
+plus optional ``labels`` for the eval split. Sources: ``.npz``/``.npy`` files, a folder of images,
+a Python callable (``file.py:fn`` / ``pkg.mod:fn``), or a built-in name (``digits``, ``sentences``).
+Random inputs exist only for smoke runs and are marked ``synthetic``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, SourceNotFound, UnknownName, did_you_mean
+from .signature import TensorSpec
+
+EVAL_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    calib: dict
+    eval: dict
+    labels: np.ndarray | None = None
+    task: str = "generic"  # classification | embedding | generic
+    synthetic: bool = False
+    notes: tuple = field(default_factory=tuple)
+
+    @property
+    def n_calib(self) -> int:
+        return _count(self.calib)
+
+    @property
+    def n_eval(self) -> int:
+        return _count(self.eval)
+
+    def digest(self) -> str:
+        h = hashlib.sha256(self.name.encode())
+        for split in (self.calib, self.eval):
+            for k in sorted(split):
+                h.update(k.encode())
+                h.update(np.ascontiguousarray(split[k]).tobytes())
+        return h.hexdigest()[:16]
+
+    def calib_digest(self) -> str:
+        h = hashlib.sha256()
+        for k in sorted(self.calib):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(self.calib[k]).tobytes())
+        return h.hexdigest()[:16]
+
+    def limit(self, n_calib: int | None = None, n_eval: int | None = None) -> "Dataset":
+        calib = {k: v[:n_calib] for k, v in self.calib.items()} if n_calib else self.calib
+        ev = {k: v[:n_eval] for k, v in self.eval.items()} if n_eval else self.eval
+        labels = self.labels[:n_eval] if (self.labels is not None and n_eval) else self.labels
+        return replace(self, calib=calib, eval=ev, labels=labels)
+
+    def bench_sample(self) -> dict:
+        return {k: v[:1] for k, v in self.eval.items()}
+
+    def rename_inputs(self, names: list[str]) -> "Dataset":
+        """Map a single unnamed array (``x``) onto the model's single input name."""
+        if set(names) <= set(self.eval) or len(names) != 1 or len(self.eval) != 1:
+            return self
+        old = next(iter(self.eval))
+        return replace(self, calib={names[0]: self.calib[old]}, eval={names[0]: self.eval[old]})
+
+    def check_against(self, specs: list[TensorSpec]) -> None:
+        for spec in specs:
+            if spec.name not in self.eval:
+                raise DataError(f"data set '{self.name}' has no input '{spec.name}' (it has {sorted(self.eval)}).",
+                                "Name the arrays in the data after the model's inputs.")
+            spec.check(self.eval[spec.name], what=f"data '{self.name}' input")
+
+
+def _count(split: dict) -> int:
+    return len(next(iter(split.values()))) if split else 0
+
+
+def validate(ds: Dataset) -> Dataset:
+    for split_name, split in (("calibration", ds.calib), ("evaluation", ds.eval)):
+        n = None
+        for k, v in split.items():
+            if not isinstance(v, np.ndarray):
+                raise DataError(f"data set '{ds.name}': '{k}' is not an array.")
+            if v.dtype.kind == "f" and not np.isfinite(v).all():
+                bad = int((~np.isfinite(v)).sum())
+                raise DataError(f"data set '{ds.name}' has {bad} NaN/inf values in {split_name} input '{k}'.",
+                                "Clean or impute the data before converting.")
+            if n is not None and len(v) != n:
+                raise DataError(f"data set '{ds.name}': inputs of the {split_name} split have different sample counts.")
+            n = len(v)
+    if ds.labels is not None and len(ds.labels) != ds.n_eval:
+        raise DataError(f"data set '{ds.name}': {len(ds.labels)} labels for {ds.n_eval} evaluation samples.")
+    if ds.n_eval == 0:
+        raise DataError(f"data set '{ds.name}' has no evaluation samples.")
+    return ds
+
+
+def split_arrays(name: str, arrays: dict, labels=None, task="generic", seed: int = 0) -> Dataset:
+    """Disjoint calibration / evaluation split of one pool of samples (seeded)."""
+    n = _count(arrays)
+    if n < 2:
+        raise DataError(f"data set '{name}' has {n} sample(s); at least 2 are needed (calibration and evaluation).")
+    order = np.random.default_rng(seed).permutation(n)
+    n_eval = max(1, int(round(n * EVAL_FRACTION)))
+    ev, cal = order[:n_eval], order[n_eval:]
+    return Dataset(name, {k: v[cal] for k, v in arrays.items()}, {k: v[ev] for k, v in arrays.items()},
+                   None if labels is None else np.asarray(labels)[ev], task)
+
+
+# ---------------------------------------------------------------- built-ins
+
+def digits_split():
+    """The fixed split of scikit-learn's digits: 1347 train (calibration comes from here), 450 held out."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]  # N x 1 x 8 x 8 in [0, 1]
+    y = d.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    test, train = order[:450], order[450:]
+    return (x[train], y[train]), (x[test], y[test])
+
+
+def _digits() -> Dataset:
+    (xt, _), (xe, ye) = digits_split()
+    return Dataset("digits", {"x": xt[:300]}, {"x": xe}, ye, "classification",
+                   notes=("calibration: 300 samples of the training split; evaluation: 450 held-out samples",))
+
+
+def _sentences() -> Dataset:
+    from .datasets.sentences import load_sentences
+
+    arrays, _ = load_sentences()
+    n_cal = 100
+    return Dataset("sentences", {k: v[:n_cal] for k, v in arrays.items()}, {k: v[n_cal:] for k, v in arrays.items()},
+                   None, "embedding", notes=(f"{n_cal} calibration sentences, the rest held out for evaluation",))
+
+
+BUILTINS = {"digits": _digits, "sentences": _sentences}
+
+
+def random_dataset(specs: list[TensorSpec], n_calib: int = 32, n_eval: int = 32, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        out = {}
+        for s in specs:
+            shape = (n,) + tuple(d if isinstance(d, int) else 1 for d in s.shape[1:])
+            if s.dtype.startswith("float"):
+                out[s.name] = rng.standard_normal(shape).astype(s.dtype)
+            else:
+                out[s.name] = rng.integers(0, 100, size=shape).astype(s.dtype)
+        return out
+
+    return Dataset("random", make(n_calib), make(n_eval), None, "generic", synthetic=True,
+                   notes=("RANDOM INPUTS: a smoke run; parity on random data says little about real accuracy",))
+
+
+# ---------------------------------------------------------------- loading
+
+def load_data(spec: str, input_specs: list[TensorSpec] | None = None) -> Dataset:
+    """Resolve ``--data``: a built-in name, an ``.npz``/``.npy`` file, an image folder, or a callable."""
+    if spec in BUILTINS:
+        ds = BUILTINS[spec]()
+    elif spec == "random":
+        if not input_specs:
+            raise DataError("random data needs the model's input signature.", "Pass --input NAME:SHAPE:DTYPE.")
+        ds = random_dataset(input_specs)
+    elif ":" in spec and not Path(spec).exists() and not spec.endswith((".npz", ".npy")):
+        ds = _from_callable(spec)
+    else:
+        path = Path(spec)
+        if not path.exists():
+            if "/" not in spec and "." not in spec:
+                raise UnknownName(f"Unknown data set '{spec}'.",
+                                  did_you_mean(spec, list(BUILTINS) + ["random"]) or
+                                  f"Built-ins: {', '.join(BUILTINS)}; or pass a .npz/.npy file or an image folder.")
+            raise SourceNotFound(f"Data file '{spec}' does not exist.", "Check the path.")
+        if path.is_dir():
+            ds = _from_images(path, input_specs)
+        elif path.suffix == ".npz":
+            ds = _from_npz(path)
+        elif path.suffix == ".npy":
+            ds = split_arrays(path.stem, {"x": _np_load(path)})
+        else:
+            raise DataError(f"Data file '{spec}' is neither .npz, .npy nor a folder of images.")
+    if input_specs:
+        ds = ds.rename_inputs([s.name for s in input_specs])
+    return validate(ds)
+
+
+def _np_load(path: Path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise DataError(f"Cannot read data file '{path}': {e}.", "Write it with numpy.save/savez.") from None
+
+
+def _from_npz(path: Path) -> Dataset:
+    """Keys: input arrays by name; optional ``labels``; optional ``calib__NAME`` arrays for an explicit split."""
+    z = _np_load(path)
+    with z:
+        arrays = {k: z[k] for k in z.files}
+    labels = arrays.pop("labels", None)
+    calib = {k[len("calib__"):]: arrays.pop(k) for k in list(arrays) if k.startswith("calib__")}
+    task = "classification" if labels is not None and labels.dtype.kind in "iu" else "generic"
+    if calib:
+        return Dataset(path.stem, calib, arrays, labels, task)
+    return split_arrays(path.stem, arrays, labels, task)
+
+
+def _from_callable(spec: str) -> Dataset:
+    from .sources import import_callable
+
+    fn = import_callable(spec)
+    result = fn()
+    if isinstance(result, Dataset):
+        return result
+    if isinstance(result, dict):
+        labels = result.pop("labels", None)
+        return split_arrays(spec, {k: np.asarray(v) for k, v in result.items()}, labels,
+                            "classification" if labels is not None else "generic")
+    return split_arrays(spec, {"x": np.asarray(result)})
+
+
+def _from_images(folder: Path, input_specs) -> Dataset:
+    """A folder of images (optionally one subfolder per class, which gives labels)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        from .errors import MissingExtra
+
+        raise MissingExtra("PIL", "images", "Reading a folder of images") from None
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+    if not files:
+        raise DataError(f"Folder '{folder}' holds no .png/.jpg/.bmp images.")
+    spec = input_specs[0] if input_specs else None
+    shape = spec.shape if spec else (None, 3, 224, 224)
+    nchw = shape[1] in (1, 3)
+    c, h, w = (shape[1], shape[2], shape[3]) if nchw else (shape[3], shape[1], shape[2])
+    imgs = []
+    for f in files:
+        im = Image.open(f).convert("L" if c == 1 else "RGB").resize((int(w), int(h)))
+        a = np.asarray(im, dtype=np.float32) / 255.0
+        a = a[:, :, None] if a.ndim == 2 else a
+        imgs.append(a.transpose(2, 0, 1) if nchw else a)
+    classes = sorted({f.parent.name for f in files})
+    labels = np.array([classes.index(f.parent.name) for f in files]) if len(classes) > 1 else None
+    name = spec.name if spec else "x"
+    return split_arrays(folder.name, {name: np.stack(imgs)}, labels,
+                        "classification" if labels is not None else "generic")

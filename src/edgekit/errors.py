@@ -1,0 +1,107 @@
+"""The one exception tree of edgekit.
+
+Every error a user can cause or meet is an :class:`EdgekitError`. Each carries one
+sentence that names the thing and (in ``hint``) the fix. The CLI is the only place that
+turns them into messages and exit codes; library code raises and never prints.
+"""
+from __future__ import annotations
+
+
+class EdgekitError(Exception):
+    """Base of every edgekit error. ``str(err)`` is the one-line message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} {self.hint}"
+
+
+class UserError(EdgekitError):
+    """Something the user passed is wrong: a file, a name, a shape, data."""
+
+    exit_code = 2
+
+
+class SourceNotFound(UserError):
+    pass
+
+
+class CorruptModel(UserError):
+    pass
+
+
+class UnknownName(UserError):
+    """Unknown target, recipe, data set, device... (with a did-you-mean)."""
+
+
+class SpecError(UserError):
+    """A declarative file (target, recipe, devices.toml) is malformed."""
+
+
+class ShapeMismatch(UserError):
+    pass
+
+
+class DataError(UserError):
+    pass
+
+
+class MissingExtra(EdgekitError):
+    """An optional stack is not installed; names the extra to install."""
+
+    exit_code = 3
+
+    def __init__(self, module: str, extra: str, what: str = ""):
+        what = what or module
+        super().__init__(
+            f"{what} needs the Python package '{module}', which is not installed.",
+            f"Install it with: pip install 'edgekit[{extra}]'",
+        )
+        self.module = module
+        self.extra = extra
+
+
+class ConversionError(EdgekitError):
+    """One converter (an edge of the graph) failed."""
+
+    exit_code = 4
+
+    def __init__(self, edge: str, message: str, hint: str | None = None):
+        super().__init__(f"{edge}: {message}", hint)
+        self.edge = edge
+        self.reason = message
+
+
+class UnsupportedOperator(ConversionError):
+    def __init__(self, edge: str, op: str, detail: str = ""):
+        msg = f"operator '{op}' is not supported by this converter" + (f" ({detail})" if detail else "")
+        super().__init__(edge, msg, "Try another target, or rewrite that operator in the model.")
+        self.op = op
+
+
+class NoRoute(EdgekitError):
+    """The planner found no usable route, or every route failed."""
+
+    exit_code = 4
+
+
+class RunnerError(EdgekitError):
+    """The runner (a child process or a remote worker) failed or crashed."""
+
+    exit_code = 5
+
+
+class ParityFailed(EdgekitError):
+    exit_code = 6
+
+
+def did_you_mean(name: str, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f"Did you mean '{close[0]}'?" if close else ""
