@@ -1,0 +1,284 @@
+"""The command line. This is the one place that turns edgekit errors into messages and exit codes."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import EdgekitError
+
+
+def _add_model_args(p, data_required=False):
+    p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE:DTYPE",
+                   help="input signature where the model does not say it, e.g. x:1x3x224x224:float32")
+    p.add_argument("--data", required=data_required,
+                   help="evaluation (and calibration) data: built-in name (digits, sentences), .npz/.npy, image "
+                        "folder, or file.py:callable; 'random' for a smoke run")
+    p.add_argument("--calib-data", help="calibration data, if not taken from --data")
+
+
+def _add_bench_args(p):
+    p.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--min-runs", type=int, default=50)
+    p.add_argument("--min-seconds", type=float, default=1.0)
+    p.add_argument("--max-seconds", type=float, default=30.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="edgekit", description="Convert a trained model for the edge, check its "
+                                 "accuracy parity and benchmark it on the exact device.")
+    ap.add_argument("--version", action="store_true")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    p = sub.add_parser("convert", help="convert a model to one target")
+    p.add_argument("model")
+    p.add_argument("--target", required=True)
+    p.add_argument("--out", default="out")
+    _add_model_args(p)
+
+    p = sub.add_parser("run", help="convert to several targets, check parity, benchmark, report")
+    p.add_argument("model")
+    p.add_argument("--targets", default="onnx,onnx-int8,tflite,tflite-int8")
+    p.add_argument("--out", default="out")
+    _add_model_args(p)
+    _add_bench_args(p)
+
+    p = sub.add_parser("parity", help="compare an artifact's outputs with the source model's")
+    p.add_argument("artifact")
+    p.add_argument("--reference", required=True, help="the source model")
+    p.add_argument("--target", help="whose tolerance to apply (default: the manifest's target)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_model_args(p, data_required=True)
+
+    p = sub.add_parser("bench", help="benchmark an artifact on this host")
+    p.add_argument("artifact")
+    p.add_argument("--data", help="inputs to time with (default: random inputs of the model's signature)")
+    p.add_argument("--json", action="store_true")
+    _add_bench_args(p)
+
+    sub.add_parser("targets", help="list targets: format, recipe, runtime, extra installed?")
+    p = sub.add_parser("graph", help="show the conversion plan and why routes were rejected")
+    p.add_argument("--from", dest="src", default="torch", help="source format (torch, onnx, savedmodel, keras)")
+    p.add_argument("--to", dest="target", help="target name (default: every target)")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if not args.cmd:
+        build_parser().print_help()
+        return 0
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        return COMMANDS[args.cmd](args)
+    except EdgekitError as e:
+        print(f"edgekit: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("edgekit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _progress(msg: str) -> None:
+    print(f"[edgekit] {msg}", file=sys.stderr, flush=True)
+
+
+def _load(args, need_data: bool):
+    from .data import load_data
+    from .signature import parse_input_spec
+    from .sources import load_source
+
+    specs = [parse_input_spec(s) for s in args.input]
+    source = load_source(args.model if hasattr(args, "model") else args.reference, specs or None)
+    data = None
+    if getattr(args, "data", None):
+        data = load_data(args.data, source.inputs)
+        data.check_against(source.inputs)
+    if getattr(args, "calib_data", None):
+        from dataclasses import replace
+
+        cal = load_data(args.calib_data, source.inputs)
+        pooled = {k: __import__("numpy").concatenate([cal.calib[k], cal.eval[k]]) for k in cal.calib}
+        data = replace(data, calib=pooled) if data is not None else replace(cal, calib=pooled)
+    if need_data and data is None:
+        from .errors import DataError
+
+        raise DataError("This needs data.", "Pass --data (a built-in name, .npz/.npy, image folder) or --data random "
+                        "for a smoke run.")
+    return source, data
+
+
+def cmd_convert(args) -> int:
+    from .convert import convert
+    from .specs import get_target
+
+    target = get_target(args.target)
+    source, data = _load(args, need_data=target.recipe_spec.needs_calibration)
+    result = convert(source, target, data, Path(args.out))
+    m = result.manifest
+    route = " -> ".join(s["edge"] for s in m["route"]) or "(copy)"
+    print(f"{result.artifact}  ({m['size_bytes'] / 1024:.1f} KB, {target.name}, route {route}"
+          f"{', cached' if result.cached else ''})")
+    for f in m["routes_failed"]:
+        print(f"  fell back after {f['edge']} failed: {f['error']}")
+    return 0
+
+
+def _bench_opts(args):
+    from .pipeline import BenchOptions
+
+    return BenchOptions(args.threads, args.warmup, args.min_runs, args.min_seconds, args.max_seconds)
+
+
+def cmd_run(args) -> int:
+    from .pipeline import run, save_records
+    from .report import table
+    from .specs import parse_target_list
+
+    targets = parse_target_list(args.targets)
+    source, data = _load(args, need_data=True)
+    records = run(source, data, targets, Path(args.out), _bench_opts(args), progress=_progress)
+    jsonl, md = save_records(records, Path(args.out))
+    print(table(records))
+    print(f"\nrecords: {jsonl}\nreport:  {md}")
+    bad = [r for r in records if r.get("status") not in ("ok", "reference")]
+    return 1 if bad else 0
+
+
+def cmd_parity(args) -> int:
+    from .pipeline import BenchOptions, manifest_target, measure, runtime_for
+    from .reference import reference_for
+    from .device import LocalDevice
+    from .specs import Tolerance, get_target
+
+    artifact = Path(args.artifact)
+    if not artifact.exists():
+        from .errors import SourceNotFound
+
+        raise SourceNotFound(f"Artifact '{artifact}' does not exist.", "Check the path, or run 'edgekit convert'.")
+    target = get_target(args.target) if args.target else manifest_target(artifact)
+    tolerance = target.tolerance if target else Tolerance()
+    args.model = args.reference
+    source, data = _load(args, need_data=True)
+    ref = reference_for(source, LocalDevice)
+    try:
+        ref_out = ref.outputs(data.eval)
+    finally:
+        ref.close()
+    rec = measure(artifact, runtime_for(artifact), data, ref_out, tolerance, LocalDevice, bench=None)
+    p = rec["parity"]
+    if args.json:
+        print(json.dumps(p, indent=2))
+    else:
+        for o in p["outputs"]:
+            print(f"{o['name']}: cosine {o['cosine_mean']:.6f} (min {o['cosine_min']:.6f}), max abs "
+                  f"{o['max_abs']:.3e}, mean abs {o['mean_abs']:.3e}, rel L2 {o['rel_l2']:.3e}"
+                  + (f", top-1 agreement {o['top1_agreement']:.4f}" if o.get("top1_agreement") is not None else ""))
+        if p.get("task_value") is not None:
+            print(f"{p['task_metric']}: {100 * p['task_value']:.2f}% (source {100 * p['task_source']:.2f}%, "
+                  f"{p['task_delta_points']:+.2f} points) on {p['n']} held-out samples")
+        print("parity: " + ("PASSED" if p["passed"] else "FAILED: " + "; ".join(p["failures"]))
+              + (f" (tolerance of target '{target.name}')" if target else " (default tolerance)"))
+    return 0 if p["passed"] else 1
+
+
+def cmd_bench(args) -> int:
+    import numpy as np
+
+    from .device import LocalDevice
+    from .pipeline import bench_summary, runtime_for
+    from .session import RunnerSession
+
+    artifact = Path(args.artifact)
+    if not artifact.exists():
+        from .errors import SourceNotFound
+
+        raise SourceNotFound(f"Artifact '{artifact}' does not exist.", "Check the path, or run 'edgekit convert'.")
+    opts = _bench_opts(args)
+    with LocalDevice() as dev, RunnerSession(dev) as s:
+        loaded = s.load(artifact, runtime_for(artifact), threads=opts.threads)
+        if args.data:
+            from .data import load_data
+            from .signature import TensorSpec
+
+            specs = [TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in loaded["inputs"]]
+            sample = load_data(args.data, specs).bench_sample()
+            synthetic = False
+        else:
+            rng = np.random.default_rng(0)
+            sample = {i["name"]: (rng.standard_normal([d or 1 for d in i["shape"]]).astype(np.float32)
+                                  if i["dtype"].startswith("float") else
+                                  rng.integers(0, 100, [d or 1 for d in i["shape"]]).astype(i["dtype"]))
+                      for i in loaded["inputs"]}
+            synthetic = True
+        raw = s.bench(sample, **opts.params())
+        env = s.env()
+    b = bench_summary(raw, opts.threads)
+    b.update(load_ms=loaded["load_s"] * 1000, size_bytes=artifact.stat().st_size, runtime=runtime_for(artifact),
+             runtime_version=loaded["runtime_version"], env=env, synthetic_inputs=synthetic)
+    if args.json:
+        print(json.dumps(b, indent=2))
+        return 0
+    ci = b["median_ci95_ms"]
+    print(f"{artifact}: {b['size_bytes'] / 1024:.1f} KB, {b['runtime']} {b['runtime_version']}, "
+          f"{opts.threads} thread(s), {env['cpu']}")
+    print(f"  load {b['load_ms']:.1f} ms, first inference {b['first_ms']:.3f} ms, peak RSS {b['peak_rss_mb']:.1f} MB")
+    print(f"  p50 {b['p50_ms']:.4f} ms (95% CI {ci[0]:.4f}-{ci[1]:.4f})  p90 {b['p90_ms']:.4f}  p99 {b['p99_ms']:.4f}"
+          f"  mean {b['mean_ms']:.4f} ± {b['std_ms']:.4f}  min {b['min_ms']:.4f}  max {b['max_ms']:.4f}  n={b['n']}"
+          + ("  [noisy: the machine was busy, rerun]" if b["noisy"] else ""))
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from .graph import load_converters, plan
+    from .specs import all_targets
+
+    load_converters()
+    rows = [("target", "format", "recipe", "runtime", "usable here", "description")]
+    for t in all_targets().values():
+        p = plan("torch", t)
+        usable = "yes" if p.usable else "no: " + (p.routes[0].blocked if p.routes else "no route")
+        from .lazy import available
+
+        rt_mod = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}[t.runtime]
+        if not available(rt_mod):
+            usable = f"no: runtime needs pip install 'edgekit[{'onnx' if t.runtime == 'onnxruntime' else 'tflite'}]'"
+        rows.append((t.name, t.format, t.recipe, t.runtime, usable, t.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .graph import load_converters, plan
+    from .specs import all_targets, get_target
+
+    reg = load_converters()
+    print("edges:")
+    for name, e in reg.items():
+        why = e.unavailable()
+        print(f"  {name:24s} {e.src:>10s} -> {e.dst:<10s} cost {e.cost:<4} recipes {','.join(sorted(e.recipes))}"
+              + (f"   UNAVAILABLE: {why}" if why else ""))
+    targets = [get_target(args.target)] if args.target else list(all_targets().values())
+    for t in targets:
+        p = plan(args.src, t, reg)
+        print(f"\n{args.src} -> {t.name} ({t.format}, recipe {t.recipe}):")
+        if not p.routes:
+            print("  no route")
+        for i, r in enumerate(p.routes):
+            mark = "PLAN " if i == 0 and r.blocked is None else ("then " if r.blocked is None else "  x  ")
+            print(f"  {mark} cost {r.cost:<4} {r}" + (f"\n         rejected: {r.blocked}" if r.blocked else ""))
+    return 0
+
+
+COMMANDS = {"convert": cmd_convert, "run": cmd_run, "parity": cmd_parity, "bench": cmd_bench,
+            "targets": cmd_targets, "graph": cmd_graph}
