@@ -56,9 +56,9 @@ class Converter:
     tools: ClassVar[tuple[str, ...]] = ()  # distributions whose versions are recorded
     revision: ClassVar[int] = 1  # bump to invalidate cached outputs of this edge
 
-    def __init_subclass__(cls, **kw):
+    def __init_subclass__(cls, register: bool = True, **kw):
         super().__init_subclass__(**kw)
-        if "src" in cls.__dict__:
+        if register and "src" in cls.__dict__:
             REGISTRY[cls.__name__] = cls
 
     @classmethod

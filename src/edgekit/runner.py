@@ -23,6 +23,15 @@ PROTOCOL = 1
 
 
 def _rss_kb() -> int:
+    """Peak resident memory of this process in KB. VmHWM belongs to the current program image;
+    ru_maxrss would carry over the parent's peak across fork+exec."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     try:
         import resource
 

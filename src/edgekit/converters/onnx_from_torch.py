@@ -2,13 +2,34 @@
 fallback edge for modules the dynamo exporter cannot capture."""
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import re
+import warnings
 from pathlib import Path
 
 from ..errors import ConversionError, UnsupportedOperator
 from ..graph import Artifact, ConvertContext, Converter
 
 OPSET = 18
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters log and warn at length (missing torchvision ops, deprecations): keep it out
+    of the user's terminal; a real failure still raises."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
 
 
 def _export(artifact: Artifact, out_dir: Path, ctx: ConvertContext, edge: str, dynamo: bool) -> Path:
@@ -24,16 +45,17 @@ def _export(artifact: Artifact, out_dir: Path, ctx: ConvertContext, edge: str, d
                         if not isinstance(d, int)} for s in src.inputs}
     dynamic = {k: v for k, v in dynamic.items() if v}
     try:
-        if dynamo:
-            if dynamic:
-                kwargs["dynamic_shapes"] = {n: {i: torch.export.Dim.AUTO for i in dynamic.get(n, {})} or None
-                                            for n in names}
-            torch.onnx.export(module, args, str(path), dynamo=True, external_data=False, verbose=False,
-                              optimize=True, **kwargs)
-        else:
-            if dynamic:
-                kwargs["dynamic_axes"] = dynamic
-            torch.onnx.export(module, args, str(path), dynamo=False, **kwargs)
+        with _quiet():
+            if dynamo:
+                if dynamic:
+                    kwargs["dynamic_shapes"] = {n: {i: torch.export.Dim.AUTO for i in dynamic.get(n, {})} or None
+                                                for n in names}
+                torch.onnx.export(module, args, str(path), dynamo=True, external_data=False, verbose=False,
+                                  optimize=True, **kwargs)
+            else:
+                if dynamic:
+                    kwargs["dynamic_axes"] = dynamic
+                torch.onnx.export(module, args, str(path), dynamo=False, **kwargs)
     except Exception as e:
         text = str(e)
         m = re.search(r"(aten::[A-Za-z0-9_.]+|aten\.[A-Za-z0-9_.]+)", text)
