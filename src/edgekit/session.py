@@ -67,13 +67,28 @@ class RunnerSession:
             pass  # the read below reports the crash
         resp = self._read(doing)
         if not resp.get("ok"):
-            raise RunnerError(f"the runner on {self.device.name} failed while {doing}: {resp.get('error')}")
+            # the worker's error may span lines (runtimes embed their own reports): keep the first
+            text = " ".join((str(resp.get("error") or "").strip().splitlines() or ["no detail"])[0].split())
+            err = RunnerError(f"the runner on {self.device.name} failed while {doing}: {text[:300].rstrip('.')}.")
+            err.remote_kind = resp.get("kind")
+            raise err
         return resp
 
     def load(self, artifact: Path, runtime: str, threads: int = 1) -> dict:
         remote = self.device.push(Path(artifact))
-        return self.request(f"loading {Path(artifact).name}", op="load", artifact=remote, runtime=runtime,
-                            threads=threads)
+        try:
+            return self.request(f"loading {Path(artifact).name}", op="load", artifact=remote, runtime=runtime,
+                                threads=threads)
+        except RunnerError as e:
+            kind = getattr(e, "remote_kind", None)
+            if kind is None:
+                raise  # a crash or a hang: the message already says so
+            if kind in ("ImportError", "ModuleNotFoundError"):
+                hint = f"Install the {runtime} runtime where the runner runs ({self.device.name})."
+            else:
+                hint = (f"'{artifact}' may be truncated or not a {runtime} model; re-create it with "
+                        "'edgekit convert'.")
+            raise RunnerError(e.message, hint) from None
 
     def _push_arrays(self, arrays: dict) -> str:
         local = Path(self.device.workdir()) if self.device.name == "local" else Path(_local_tmp())

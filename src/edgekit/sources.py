@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import CorruptModel, SourceNotFound, UserError
+from .errors import CorruptModel, ShapeMismatch, SourceNotFound, UserError
 from .lazy import require
 from .signature import TensorSpec
 
@@ -106,6 +106,9 @@ def load_source(spec: str, input_specs: list[TensorSpec] | None = None) -> Sourc
         raise UserError(f"'{spec}' has an unknown model format '{suffix}'.",
                         "Pass .onnx, .pt2, a TorchScript file, a SavedModel folder, .keras, or file.py:callable.")
     if ":" in spec:
+        file_part = spec.rpartition(":")[0]
+        if file_part.endswith(".py") and not Path(file_part).exists():  # say so before importing torch
+            raise SourceNotFound(f"Model file '{file_part}' does not exist.", "Check the path.")
         return _torch_callable(spec, input_specs)
     raise SourceNotFound(f"Model '{spec}' does not exist.", "Check the path, or pass file.py:callable.")
 
@@ -150,8 +153,17 @@ def _torch_source(spec, name, digest, module, example, input_specs) -> Source:
     else:
         raise UserError(f"'{spec}' gives no example inputs, so the input shapes are unknown.",
                         "Return (module, example_inputs) from the builder, or pass --input NAME:SHAPE:DTYPE.")
-    with torch.no_grad():
-        out = module(**{k: torch.from_numpy(v) for k, v in ex.items()})
+    try:
+        with torch.no_grad():
+            out = module(**{k: torch.from_numpy(v) for k, v in ex.items()})
+    except Exception as e:
+        ins = ", ".join(f"{s.name}:{'x'.join(str(d) for d in s.shape)}:{s.dtype}" for s in specs)
+        first = " ".join((str(e).strip().splitlines() or [type(e).__name__])[0].split())[:200].rstrip(".")
+        if input_specs:
+            raise ShapeMismatch(f"'{spec}' cannot run on inputs shaped as --input says ({ins}): {first}.",
+                                "Give --input the shape and dtype the model's forward takes.") from None
+        raise UserError(f"'{spec}' fails on its own example inputs ({ins}): {first}.",
+                        "Fix the builder's example inputs, or pass --input NAME:SHAPE:DTYPE.") from None
     outputs = list(out.keys()) if isinstance(out, dict) else (
         ["output"] if isinstance(out, torch.Tensor) else [f"output_{i}" for i in range(len(out))])
     return Source(spec, "torch", name, digest, specs, outputs, None, module, ex)
@@ -230,8 +242,25 @@ def _override(found: list[TensorSpec], given: list[TensorSpec], where) -> list[T
     unknown = set(by_name) - {s.name for s in found}
     if unknown:
         raise UserError(f"--input names {sorted(unknown)} are not inputs of '{where}' "
-                        f"(it has {[s.name for s in found]}).")
-    return [by_name.get(s.name, s) for s in found]
+                        f"(it has {[s.name for s in found]}).", "Use the model's input names.")
+    return [_merge(s, by_name[s.name], where) if s.name in by_name else s for s in found]
+
+
+def _merge(model: TensorSpec, given: TensorSpec, where) -> TensorSpec:
+    """``--input`` may fix a dynamic dim of a model input, not contradict what the model declares."""
+    fmt = lambda shape: "x".join(str(d) if isinstance(d, int) else "?" for d in shape)  # noqa: E731
+    fix = f"Pass --input {model.name}:{fmt(model.shape)}:{model.dtype} (a '?' may be fixed to a size), or drop it."
+    if model.shape and len(given.shape) != len(model.shape):
+        raise ShapeMismatch(f"--input gives '{model.name}' rank {len(given.shape)} ({fmt(given.shape)}) but "
+                            f"'{where}' declares rank {len(model.shape)} ({fmt(model.shape)}).", fix)
+    dims = []
+    for i, (want, have) in enumerate(zip(model.shape, given.shape)):
+        if isinstance(want, int) and isinstance(have, int) and want != have:
+            raise ShapeMismatch(f"--input gives '{model.name}' shape {fmt(given.shape)} but '{where}' declares "
+                                f"{fmt(model.shape)} (axis {i}: {have} != {want}).", fix)
+        dims.append(want if isinstance(want, int) else have)
+    # the model's declared dtype wins: --input's dtype defaults to float32 when left out
+    return TensorSpec(model.name, tuple(dims) if model.shape else given.shape, model.dtype)
 
 
 # ------------------------------------------------------------------ tensorflow

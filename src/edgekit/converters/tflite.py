@@ -31,8 +31,9 @@ class SavedModelFromOnnx(Converter):
         import onnx
 
         check_standard_ops(artifact.path, self.name())
+        ops_dir = Path(importlib.util.find_spec("onnx2tf").origin).parent / "ops"  # no TF import just to look
         for domain, op in op_types(artifact.path):
-            if domain in ("", "ai.onnx") and importlib.util.find_spec(f"onnx2tf.ops.{op}") is None:
+            if domain in ("", "ai.onnx") and not (ops_dir / f"{op}.py").exists():
                 raise UnsupportedOperator(self.name(), op, "onnx2tf has no converter for it")
         work = out_dir / "work"
         work.mkdir()
