@@ -11,7 +11,9 @@ Use it with the built-in data set ``sentences``, which is tokenized the same way
 
 Export notes: the L2 normalization is written with ``rsqrt`` rather than ``F.normalize``
 (which exports as ``ReduceL2``, which onnx2tf cannot convert), and attention uses the
-"eager" implementation so both ONNX exporters trace plain MatMul/Softmax.
+"eager" implementation (with "sdpa" the graph gains IsNaN/Where guards). Both
+``torch.onnx.export(..., dynamo=True)`` and ``dynamo=False`` work (opset 20); only the
+``dynamo=True`` graph passes onnx2tf with its default (strict) settings.
 """
 from __future__ import annotations
 
