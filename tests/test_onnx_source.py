@@ -5,7 +5,7 @@ import pytest
 
 from edgekit.convert import convert
 from edgekit.data import load_data
-from edgekit.device import LocalDevice
+from edgekit.devices import LocalDevice
 from edgekit.pipeline import measure
 from edgekit.reference import OnnxReference
 from edgekit.sources import load_source

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from edgekit.device import LocalDevice
+from edgekit.devices import LocalDevice
 from edgekit.errors import RunnerError
 from edgekit.session import RunnerSession
 

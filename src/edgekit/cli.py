@@ -165,7 +165,7 @@ def cmd_run(args) -> int:
 def cmd_parity(args) -> int:
     from .pipeline import BenchOptions, manifest_target, measure, runtime_for
     from .reference import reference_for
-    from .device import LocalDevice
+    from .devices import LocalDevice
     from .specs import Tolerance, get_target
 
     artifact = Path(args.artifact)
@@ -202,7 +202,7 @@ def cmd_parity(args) -> int:
 def cmd_bench(args) -> int:
     import numpy as np
 
-    from .device import LocalDevice
+    from .devices import LocalDevice
     from .pipeline import bench_summary, runtime_for
     from .session import RunnerSession
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import __version__
 from .artifacts import size_bytes
 from .convert import convert
-from .device import LocalDevice
+from .devices import LocalDevice
 from .errors import EdgekitError, RunnerError
 from .parity import compare
 from .session import RunnerSession

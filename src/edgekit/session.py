@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runner as runner_module
-from .device import Device
+from .devices import Device
 from .errors import RunnerError
 
 
@@ -91,14 +91,14 @@ class RunnerSession:
             raise RunnerError(e.message, hint) from None
 
     def _push_arrays(self, arrays: dict) -> str:
-        local = Path(self.device.workdir()) if self.device.name == "local" else Path(_local_tmp())
-        path = local / f"in-{uuid.uuid4().hex[:8]}.npz"
+        path = Path(_local_tmp()) / f"in-{uuid.uuid4().hex[:8]}.npz"
         np.savez(path, **arrays)
         return self.device.push(path)
 
     def infer(self, arrays: dict) -> dict:
         remote_in = self._push_arrays(arrays)
-        remote_out = remote_in.replace("in-", "out-")
+        head, _, name = remote_in.rpartition("/")
+        remote_out = f"{head}/out-{name[3:]}"
         self.request("running inference", op="infer", inputs=remote_in, outputs=remote_out)
         local_out = Path(_local_tmp()) / Path(remote_out).name
         self.device.pull(remote_out, local_out)

@@ -46,6 +46,7 @@ class Recipe:
     kind: str
     description: str = ""
     calibration: Calibration | None = None
+    weights_per_channel: bool = True  # dynamic int8: one weight scale per output channel
     # ONNX/TFLite tensors that must stay float (e.g. an additive attention mask).
     keep_float_ops: tuple[str, ...] = ()
 

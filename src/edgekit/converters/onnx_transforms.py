@@ -83,7 +83,7 @@ class QuantizedOnnxFromOnnx(Converter):
     calibration_methods = frozenset({"minmax", "entropy", "percentile"})
     requires = (("onnx", "onnx"), ("onnxruntime", "onnx"))
     tools = ("onnx", "onnxruntime")
-    revision = 2
+    revision = 3
 
     def convert(self, artifact, out_dir, ctx):
         import onnx
@@ -101,7 +101,8 @@ class QuantizedOnnxFromOnnx(Converter):
         if keep:
             ctx.notes.append(f"kept float: {len(keep)} nodes fed by huge constants (e.g. an attention mask)")
         if recipe.kind == "int8-dynamic":
-            quantize_dynamic(str(pre), str(path), weight_type=QuantType.QInt8, per_channel=False,
+            quantize_dynamic(str(pre), str(path), weight_type=QuantType.QInt8,
+                             per_channel=recipe.weights_per_channel,
                              nodes_to_exclude=keep, extra_options={"MatMulConstBOnly": True})
             done = _count_ops(path, "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearConv",
                               "QLinearMatMul", "DynamicQuantizeMatMul")

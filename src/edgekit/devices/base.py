@@ -1,7 +1,8 @@
-"""Devices transport: push files, spawn a process, pull files, probe. They know nothing of formats.
+"""The device interface: transport only (push files, spawn a process, run a command, pull files,
+close). Devices know nothing of model formats; the runner (``runner.py``) and the session
+(``session.py``) do the rest over whatever device they are given.
 
-``LocalDevice`` is this host. Remote devices (SSH, emulated ARM64) implement the same
-interface; the runner session (``session.py``) works with any of them.
+``LocalDevice`` is this host. ``SshDevice`` and ``QemuArm64Device`` implement the same interface.
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ class Device:
     """Transport to one place that can run the runner."""
 
     name: str = "device"
+    kind: str = "device"
     emulated: bool = False
+    labels: dict = {}
 
     def workdir(self) -> str:
         raise NotImplementedError
@@ -41,6 +44,10 @@ class Device:
 
     def spawn(self, argv: list[str]) -> Process:
         """Start ``argv`` (``{python}`` is replaced by the device's Python) with piped stdin/stdout."""
+        raise NotImplementedError
+
+    def run(self, argv: list[str], timeout: float = 60.0) -> tuple[int, str, str]:
+        """Run one command (an argv list, never a shell string) to completion: (code, stdout, stderr)."""
         raise NotImplementedError
 
     def python(self) -> str:
@@ -60,6 +67,7 @@ class LocalDevice(Device):
     """This host. Files are used in place; the runner runs in a child process."""
 
     name = "local"
+    kind = "local"
 
     def __init__(self):
         self._dir: str | None = None
@@ -78,6 +86,11 @@ class LocalDevice(Device):
 
     def python(self) -> str:
         return sys.executable
+
+    def run(self, argv: list[str], timeout: float = 60.0) -> tuple[int, str, str]:
+        argv = [self.python() if a == "{python}" else a for a in argv]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=self.workdir())
+        return p.returncode, p.stdout, p.stderr
 
     def spawn(self, argv: list[str]) -> Process:
         argv = [self.python() if a == "{python}" else a for a in argv]
