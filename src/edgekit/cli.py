@@ -19,6 +19,14 @@ def _add_model_args(p, data_required=False):
     p.add_argument("--calib-data", help="calibration data, if not taken from --data")
 
 
+def _add_device_args(p, many=False):
+    p.add_argument("--device", action="append" if many else "store", default=[] if many else None,
+                   help="device name from devices.toml (default: this host, 'local')" +
+                        ("; repeat for several devices" if many else ""))
+    p.add_argument("--device-wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for a device another run holds (default: fail at once)")
+
+
 def _add_bench_args(p):
     p.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
     p.add_argument("--warmup", type=int, default=10)
@@ -45,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out")
     _add_model_args(p)
     _add_bench_args(p)
+    _add_device_args(p, many=True)
 
     p = sub.add_parser("parity", help="compare an artifact's outputs with the source model's")
     p.add_argument("artifact")
@@ -52,12 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="whose tolerance to apply (default: the manifest's target)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_model_args(p, data_required=True)
+    _add_device_args(p)
 
     p = sub.add_parser("bench", help="benchmark an artifact on this host")
     p.add_argument("artifact")
     p.add_argument("--data", help="inputs to time with (default: random inputs of the model's signature)")
     p.add_argument("--json", action="store_true")
     _add_bench_args(p)
+    _add_device_args(p)
+
+    p = sub.add_parser("devices", help="list, check and set up devices (devices.toml)")
+    dsub = p.add_subparsers(dest="devices_cmd", metavar="ACTION", required=True)
+    dsub.add_parser("list", help="the devices edgekit knows")
+    q = dsub.add_parser("check", help="probe a device: OS, arch, CPU, memory, Python, runtimes")
+    q.add_argument("name")
+    q.add_argument("--json", action="store_true")
+    q = dsub.add_parser("setup", help="install runtimes on a device (or build the emulated ARM64 root)")
+    q.add_argument("name")
+    q.add_argument("--runtime", action="append", default=[], choices=["onnxruntime", "tflite", "litert"],
+                   help="runtime to install (repeatable; default: onnxruntime and tflite)")
 
     sub.add_parser("targets", help="list targets: format, recipe, runtime, extra installed?")
     p = sub.add_parser("graph", help="show the conversion plan and why routes were rejected")
@@ -154,7 +176,9 @@ def cmd_run(args) -> int:
 
     targets = parse_target_list(args.targets)
     source, data = _load(args, need_data=True)
-    records = run(source, data, targets, Path(args.out), _bench_opts(args), progress=_progress)
+    devices = args.device or ["local"]
+    records = run(source, data, targets, Path(args.out), _bench_opts(args), devices=devices, progress=_progress,
+                  device_wait=args.device_wait)
     jsonl, md = save_records(records, Path(args.out))
     print(table(records))
     print(f"\nrecords: {jsonl}\nreport:  {md}")
@@ -182,11 +206,19 @@ def cmd_parity(args) -> int:
         ref_out = ref.outputs(data.eval)
     finally:
         ref.close()
-    rec = measure(artifact, runtime_for(artifact), data, ref_out, tolerance, LocalDevice, bench=None)
+    from .devices.inventory import using
+    from .pipeline import device_record, measure_in
+    from .session import RunnerSession
+
+    with using(args.device, args.device_wait) as device, RunnerSession(device) as session:
+        rec = measure_in(session, artifact, runtime_for(artifact), data, ref_out, tolerance, bench=None)
+        rec["device"] = device_record(device, session.env())
     p = rec["parity"]
     if args.json:
-        print(json.dumps(p, indent=2))
+        print(json.dumps(dict(p, device=rec["device"]), indent=2))
     else:
+        print(f"device {rec['device']['name']}: {rec['device']['probe'].get('cpu')} ({rec['device']['probe'].get('arch')})"
+              + (" [emulated]" if rec["device"]["emulated"] else ""))
         for o in p["outputs"]:
             print(f"{o['name']}: cosine {o['cosine_mean']:.6f} (min {o['cosine_min']:.6f}), max abs "
                   f"{o['max_abs']:.3e}, mean abs {o['mean_abs']:.3e}, rel L2 {o['rel_l2']:.3e}"
@@ -212,7 +244,9 @@ def cmd_bench(args) -> int:
 
         raise SourceNotFound(f"Artifact '{artifact}' does not exist.", "Check the path, or run 'edgekit convert'.")
     opts = _bench_opts(args)
-    with LocalDevice() as dev, RunnerSession(dev) as s:
+    from .devices.inventory import using
+
+    with using(args.device, args.device_wait) as dev, RunnerSession(dev) as s:
         loaded = s.load(artifact, runtime_for(artifact), threads=opts.threads)
         if args.data:
             from .data import load_data
@@ -232,7 +266,8 @@ def cmd_bench(args) -> int:
         env = s.env()
     b = bench_summary(raw, opts.threads)
     b.update(load_ms=loaded["load_s"] * 1000, size_bytes=artifact.stat().st_size, runtime=runtime_for(artifact),
-             runtime_version=loaded["runtime_version"], env=env, synthetic_inputs=synthetic)
+             runtime_version=loaded["runtime_version"], env=env, synthetic_inputs=synthetic,
+             device=args.device or "local", emulated=dev.emulated)
     if args.json:
         print(json.dumps(b, indent=2))
         return 0
@@ -243,6 +278,8 @@ def cmd_bench(args) -> int:
     print(f"  p50 {b['p50_ms']:.4f} ms (95% CI {ci[0]:.4f}-{ci[1]:.4f})  p90 {b['p90_ms']:.4f}  p99 {b['p99_ms']:.4f}"
           f"  mean {b['mean_ms']:.4f} ± {b['std_ms']:.4f}  min {b['min_ms']:.4f}  max {b['max_ms']:.4f}  n={b['n']}"
           + ("  [noisy: the machine was busy, rerun]" if b["noisy"] else ""))
+    if b["emulated"]:
+        print("  EMULATED device: these timings are QEMU's, not the board's speed.")
     return 0
 
 
@@ -289,5 +326,37 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_devices(args) -> int:
+    from .devices.inventory import get_spec, inventory_path, load_inventory
+
+    if args.devices_cmd == "list":
+        where = inventory_path()
+        print(f"devices ({where or 'no devices.toml found; only this host'}):")
+        for spec in load_inventory().values():
+            addr = f"{spec.user + '@' if spec.user else ''}{spec.host}:{spec.port}" if spec.kind == "ssh" else ""
+            labels = ", ".join(f"{k}={v}" for k, v in spec.labels.items())
+            print(f"  {spec.name:16s} {spec.kind:11s} {addr:28s} {labels}")
+        return 0
+    if args.devices_cmd == "check":
+        from .devices.probe import probe
+
+        info = probe(get_spec(args.name))
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return 0
+        print(f"{args.name} ({info['kind']}{', emulated' if info['emulated'] else ''}): {info['os']} {info['arch']}, "
+              f"{info['cpu']} x{info['cpu_count']}, {info['mem_total_kb'] / 1024 / 1024:.1f} GiB, "
+              f"Python {info['python']} ({info['python_path']}), numpy {info['numpy']}")
+        for rt in ("onnxruntime", "litert"):
+            v = info["runtimes"].get(rt)
+            print(f"  {rt:12s} {v or 'not installed: edgekit devices setup ' + args.name + ' --runtime ' + rt}")
+        return 0
+    from .devices.setup import setup
+
+    result = setup(get_spec(args.name), args.runtime or ["onnxruntime", "tflite"], progress=_progress)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 COMMANDS = {"convert": cmd_convert, "run": cmd_run, "parity": cmd_parity, "bench": cmd_bench,
-            "targets": cmd_targets, "graph": cmd_graph}
+            "targets": cmd_targets, "graph": cmd_graph, "devices": cmd_devices}

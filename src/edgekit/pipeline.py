@@ -44,30 +44,44 @@ def bench_summary(raw: dict, threads: int) -> dict:
     return out
 
 
+def measure_in(session: RunnerSession, artifact: Path, runtime: str, dataset, reference: dict | None,
+               tolerance: Tolerance, bench: BenchOptions | None = BenchOptions()) -> dict:
+    """Parity and/or benchmark of one artifact in an open runner session (any device)."""
+    rec: dict = {}
+    loaded = session.load(Path(artifact), runtime, threads=bench.threads if bench else 1)
+    rec["load_s"] = loaded["load_s"]
+    rec["runtime_version"] = loaded["runtime_version"]
+    rec["io"] = {"inputs": loaded["inputs"], "outputs": loaded["outputs"]}
+    if reference is not None:
+        outputs = session.infer(dataset.eval)
+        rec["parity"] = compare(reference, outputs, tolerance, dataset.labels, dataset.task,
+                                dataset.synthetic).to_json()
+    if bench is not None:
+        raw = session.bench(dataset.bench_sample(), **bench.params())
+        rec["bench"] = bench_summary(raw, bench.threads)
+        rec["bench"]["load_ms"] = loaded["load_s"] * 1000.0
+    return rec
+
+
+def device_record(device, probe: dict) -> dict:
+    return {"name": device.name, "kind": device.kind, "emulated": device.emulated,
+            "labels": dict(getattr(device, "labels", {}) or {}), "probe": probe}
+
+
 def measure(artifact: Path, runtime: str, dataset, reference: dict | None, tolerance: Tolerance,
             device_factory=LocalDevice, bench: BenchOptions | None = BenchOptions()) -> dict:
-    """Parity and/or benchmark of one artifact on one device, in a fresh runner process."""
-    rec: dict = {}
+    """Parity and/or benchmark of one artifact on one device, in a fresh runner session."""
     with device_factory() as device, RunnerSession(device) as session:
-        rec["device"] = {"name": device.name, "emulated": device.emulated, "probe": session.env()}
-        loaded = session.load(Path(artifact), runtime, threads=bench.threads if bench else 1)
-        rec["load_s"] = loaded["load_s"]
-        rec["runtime_version"] = loaded["runtime_version"]
-        rec["io"] = {"inputs": loaded["inputs"], "outputs": loaded["outputs"]}
-        if reference is not None:
-            outputs = session.infer(dataset.eval)
-            rec["parity"] = compare(reference, outputs, tolerance, dataset.labels, dataset.task,
-                                    dataset.synthetic).to_json()
-        if bench is not None:
-            raw = session.bench(dataset.bench_sample(), **bench.params())
-            rec["bench"] = bench_summary(raw, bench.threads)
-            rec["bench"]["load_ms"] = loaded["load_s"] * 1000.0
+        rec = measure_in(session, artifact, runtime, dataset, reference, tolerance, bench)
+        rec["device"] = device_record(device, session.env())
     return rec
 
 
 def run(source, dataset, targets: list[Target], out_root: Path = Path("out"), bench: BenchOptions = BenchOptions(),
-        device_factory=LocalDevice, progress=None) -> list[dict]:
-    """Convert, check parity and benchmark every target; return (and write) the records."""
+        devices: list[str] = ("local",), progress=None, device_wait: float = 0.0) -> list[dict]:
+    """Convert every target, then on each device check parity and benchmark each artifact in one
+    persistent runner session (one connection per device per run, the device leased meanwhile).
+    Returns (and the caller writes) one record per (target, device), plus one for the source."""
     from .reference import reference_for
 
     progress = progress or (lambda msg: None)
@@ -78,21 +92,22 @@ def run(source, dataset, targets: list[Target], out_root: Path = Path("out"), be
                      "evaluation_samples": dataset.n_eval, "synthetic": dataset.synthetic,
                      "notes": list(dataset.notes)}}
     progress(f"reference: {source.describe()}")
-    ref = reference_for(source, device_factory)
+    ref = reference_for(source, LocalDevice)
     try:
         ref_out = ref.outputs(dataset.eval)
         ref_bench = bench_summary(ref.bench(dataset.bench_sample(), bench.threads, **bench.params()), bench.threads)
     finally:
         ref.close()
-    labels_ok = dataset.labels is not None
     src_row = dict(base, target="source", label=ref.label, status="reference", format=source.format,
-                   size_bytes=size_bytes(source.path) if source.path else None, bench=ref_bench,
-                   device={"name": "local", "emulated": False})
-    if labels_ok and dataset.task == "classification":
+                   size_bytes=_source_size(source), bench=ref_bench,
+                   device={"name": "local", "kind": "local", "emulated": False})
+    if dataset.labels is not None and dataset.task == "classification":
         from .parity import accuracy
 
         src_row["task"] = {"metric": "accuracy", "value": accuracy(next(iter(ref_out.values())), dataset.labels)}
     records = [src_row]
+
+    converted = []  # (target, base row, ConvertResult | None)
     for target in targets:
         row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime)
         t0 = time.perf_counter()
@@ -101,27 +116,75 @@ def run(source, dataset, targets: list[Target], out_root: Path = Path("out"), be
             result = convert(source, target, dataset, out_root)
         except EdgekitError as e:
             row.update(status="conversion_failed", reason=str(e), convert_s=time.perf_counter() - t0)
-            records.append(row)
+            converted.append((target, row, None))
             continue
         row.update(artifact=str(result.artifact), size_bytes=result.manifest["size_bytes"],
                    route=[s["edge"] for s in result.manifest["route"]], cached=result.cached,
                    convert_s=time.perf_counter() - t0, manifest=str(result.out_dir / "manifest.json"))
-        progress(f"{target.name}: parity and benchmark")
-        try:
-            m = measure(result.artifact, target.runtime, dataset, ref_out, target.tolerance, device_factory, bench)
-        except RunnerError as e:
-            row.update(status="run_failed", reason=str(e))
-            records.append(row)
-            continue
-        row.update(m)
-        p = m["parity"]
-        row["status"] = "ok" if p["passed"] else "parity_failed"
-        if not p["passed"]:
-            row["reason"] = "; ".join(p["failures"])
-        if ref_bench["p50_ms"] and m["bench"]["p50_ms"]:
-            row["speedup_vs_source"] = ref_bench["p50_ms"] / m["bench"]["p50_ms"]
-        records.append(row)
+        converted.append((target, row, result))
+
+    for name in devices:
+        records += _measure_on_device(name, converted, dataset, ref_out, ref_bench, bench, progress, device_wait)
     return records
+
+
+def _measure_on_device(name, converted, dataset, ref_out, ref_bench, bench, progress, device_wait) -> list[dict]:
+    from .devices.inventory import get_spec, open_device
+    from .devices.lease import lease
+
+    spec = get_spec(name)
+    rows = []
+    todo = [(t, dict(r), res) for t, r, res in converted]
+    try:
+        with lease(name, device_wait), open_device(spec) as device:
+            session, probe = None, None
+            for target, row, result in todo:
+                row["device"] = {"name": name, "kind": spec.kind, "emulated": device.emulated,
+                                 "labels": dict(spec.labels)}
+                if result is None:
+                    rows.append(row)
+                    continue
+                progress(f"{target.name} on {name}: parity and benchmark")
+                try:
+                    if session is None:  # (re)start the persistent worker: one per device, or after a crash
+                        session = RunnerSession(device)
+                        probe = session.env()
+                    row["device"] = device_record(device, probe)
+                    m = measure_in(session, result.artifact, target.runtime, dataset, ref_out, target.tolerance,
+                                   bench)
+                except RunnerError as e:
+                    row.update(status="run_failed", reason=str(e))
+                    rows.append(row)
+                    if session is not None:
+                        session.close()
+                    session = None
+                    continue
+                row.update(m)
+                p = m["parity"]
+                row["status"] = "ok" if p["passed"] else "parity_failed"
+                if not p["passed"]:
+                    row["reason"] = "; ".join(p["failures"])
+                if name == "local" and ref_bench["p50_ms"] and m["bench"]["p50_ms"]:
+                    row["speedup_vs_source"] = ref_bench["p50_ms"] / m["bench"]["p50_ms"]
+                rows.append(row)
+            if session is not None:
+                session.close()
+    except EdgekitError as e:  # the device itself failed: every pending row says so, the run goes on
+        done = {r["target"] for r in rows}
+        for target, row, _ in todo:
+            if target.name not in done:
+                row.update(status="run_failed", reason=str(e),
+                           device={"name": name, "kind": spec.kind, "emulated": spec.kind == "qemu-arm64"})
+                rows.append(row)
+    return rows
+
+
+def _source_size(source) -> int | None:
+    if source.path:
+        return size_bytes(source.path)
+    if source.format == "torch":  # the weights a deployment would carry
+        return sum(t.numel() * t.element_size() for t in source.obj.state_dict().values())
+    return None
 
 
 def save_records(records: list[dict], out_root: Path) -> tuple[Path, Path]:

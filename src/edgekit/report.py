@@ -30,10 +30,13 @@ def row_cells(r: dict) -> list[str]:
     status = STATUS.get(r.get("status"), r.get("status", "?"))
     if b.get("noisy"):
         status += " (noisy)"
+    emulated = bool(dev.get("emulated"))  # emulated timings are never shown as device speed
+    p50 = "emulated" if emulated and b else (f"{b['p50_ms']:.3f}" if b else "-")
+    p90 = "emulated" if emulated and b else (f"{b['p90_ms']:.3f}" if b else "-")
     return [r.get("target", "?") if r.get("status") != "reference" else f"source ({r.get('label', '')})",
             device, status, _size(r.get("size_bytes")), task,
             f"{worst['cosine_mean']:.5f}" if worst else "-", f"{worst['max_abs']:.2e}" if worst else "-",
-            f"{b['p50_ms']:.3f}" if b else "-", f"{b['p90_ms']:.3f}" if b else "-",
+            p50, p90,
             f"{r['speedup_vs_source']:.2f}x" if r.get("speedup_vs_source") else ("1.00x" if r.get("status") ==
                                                                                    "reference" else "-")]
 
@@ -81,7 +84,8 @@ def markdown(records: list[dict]) -> str:
         b = r.get("bench")
         if b:
             ci = b.get("median_ci95_ms", [0, 0])
-            out.append(f"- latency ms: p50 {b['p50_ms']:.4f} (95% CI {ci[0]:.4f}–{ci[1]:.4f}), p90 {b['p90_ms']:.4f}, "
+            emu = r.get("device", {}).get("emulated")
+            out.append(("- EMULATED latency (QEMU; says nothing of device speed) ms:" if emu else "- latency ms:") + f" p50 {b['p50_ms']:.4f} (95% CI {ci[0]:.4f}–{ci[1]:.4f}), p90 {b['p90_ms']:.4f}, "
                        f"p99 {b['p99_ms']:.4f}, mean {b['mean_ms']:.4f} ± {b['std_ms']:.4f}, min {b['min_ms']:.4f}, "
                        f"max {b['max_ms']:.4f}, n={b['n']}, first {b['first_ms']:.3f}, threads {b['threads']}, "
                        f"batch {b['batch']}" + (" — **noisy machine**" if b.get("noisy") else ""))

@@ -22,6 +22,24 @@ import numpy as np
 PROTOCOL = 1
 
 
+def _reset_peak_rss() -> int:
+    """Reset this process's peak-RSS mark (Linux: ``5`` > clear_refs) so that each artifact loaded
+    into a persistent worker gets its own peak; return the current RSS in KB."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return _rss_kb()
+
+
 def _rss_kb() -> int:
     """Peak resident memory of this process in KB. VmHWM belongs to the current program image;
     ru_maxrss would carry over the parent's peak across fork+exec."""
@@ -242,6 +260,11 @@ class Worker:
     def handle(self, req: dict) -> dict:
         op = req.get("op")
         if op == "load":
+            self.model = None  # one artifact at a time: free the previous one first
+            import gc
+
+            gc.collect()
+            self.rss_start_kb = _reset_peak_rss()
             t0 = time.perf_counter()
             cls = RUNTIMES[req["runtime"]]
             model = cls(req["artifact"], int(req.get("threads", 1)))

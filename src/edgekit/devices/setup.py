@@ -1,0 +1,98 @@
+"""``edgekit devices setup``: put runtimes on a device that has none, with no internet on the device.
+
+Wheels are downloaded on this host for the device's platform (its arch, glibc and Python, as
+probed), pushed, and installed into an edgekit-owned environment on the device
+(``~/.edgekit/venv``, made with ``venv --without-pip`` and a pushed pip wheel). The pinned
+versions are returned and recorded in ``~/.edgekit/versions.json`` on the device.
+For the emulated ARM64 device, setup builds (or reuses) its root, which carries the runtimes.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import EdgekitError
+from .inventory import DeviceSpec, open_device
+from .lease import lease
+
+PINS = {"onnxruntime": ["onnxruntime==1.32.0"], "tflite": ["ai-edge-litert==2.3.0"],
+        "litert": ["ai-edge-litert==2.3.0"]}
+BASE = ["numpy>=1.26,<2.5"]
+ENV = "~/.edgekit/venv"
+
+PROBE = ("import json, platform, sys, os; "
+         "print(json.dumps({'arch': platform.machine(), 'py': '%d.%d' % sys.version_info[:2], "
+         "'libc': platform.libc_ver(), 'home': os.path.expanduser('~')}))")
+
+
+class SetupError(EdgekitError):
+    exit_code = 7
+
+
+def platform_tags(arch: str, libc: tuple) -> list[str]:
+    """Every manylinux tag the device's glibc accepts, newest first."""
+    name, version = libc if libc else ("glibc", "2.17")
+    if name != "glibc":
+        raise SetupError(f"the device's C library is {name or 'unknown'}; only glibc (manylinux) wheels are "
+                         "supported.", "Install the runtimes on the device by hand.")
+    major, minor = (int(x) for x in version.split(".")[:2])
+    tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 16, -1)]
+    return tags + [f"manylinux2014_{arch}"]
+
+
+def download_wheels(dest: Path, requirements: list[str], arch: str, py: str, libc: tuple) -> list[Path]:
+    argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--only-binary=:all:",
+            "--python-version", py, "--implementation", "cp", "-d", str(dest)]
+    for tag in platform_tags(arch, libc):
+        argv += ["--platform", tag]
+    proc = subprocess.run(argv + requirements + ["pip"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+        raise SetupError(f"pip could not download wheels for {arch} / Python {py}: "
+                         f"{(last or ['no output'])[-1][:200]}.", "Check the package index is reachable from this host.")
+    return sorted(dest.glob("*.whl"))
+
+
+def setup(spec: DeviceSpec, runtimes: list[str], progress=print) -> dict:
+    if spec.kind == "qemu-arm64":
+        from .qemu import build_rootfs
+
+        root = build_rootfs(progress=progress)
+        return json.loads((root.parent / "rootfs.json").read_text()) if (root.parent / "rootfs.json").exists() \
+            else {"rootfs": str(root)}
+    if spec.kind == "local":
+        raise SetupError("the local device uses edgekit's own environment.", "Install extras with pip instead.")
+    requirements = BASE + [p for rt in runtimes for p in PINS[rt]]
+    with lease(spec.name), open_device(spec) as device:
+        code, out, err = device.run(["python3", "-c", PROBE], timeout=60)
+        if code != 0:
+            raise SetupError(f"device '{spec.name}' has no working python3 ({err.strip()[:120]}).",
+                             "Install Python 3 on the device.")
+        facts = json.loads(out.strip().splitlines()[-1])
+        progress(f"{spec.name}: {facts['arch']}, Python {facts['py']}, {facts['libc'][0]} {facts['libc'][1]}")
+        with tempfile.TemporaryDirectory() as tmp:
+            progress(f"downloading wheels for {facts['arch']} on this host: {' '.join(requirements)}")
+            wheels = download_wheels(Path(tmp), requirements, facts["arch"], facts["py"], tuple(facts["libc"]))
+            remote = [device.push(w, w.name) for w in wheels]
+        wheel_dir = remote[0].rsplit("/", 1)[0]
+        pip_whl = next(r for r in remote if r.rsplit("/", 1)[1].startswith("pip-"))
+        env = f"{facts['home']}/.edgekit/venv"
+        steps = [["python3", "-m", "venv", "--without-pip", "--clear", env],
+                 [f"{env}/bin/python", f"{pip_whl}/pip", "install", "-q", "--no-index", "--find-links", wheel_dir,
+                  *requirements],
+                 [f"{env}/bin/python", "-c", "import json, importlib.metadata as m; print(json.dumps({d: m.version(d) "
+                  "for d in ('numpy', 'onnxruntime', 'ai-edge-litert') if __import__('importlib').util.find_spec("
+                  "{'ai-edge-litert': 'ai_edge_litert'}.get(d, d))}))"]]
+        for argv in steps:
+            progress(f"{spec.name}: {' '.join(argv[:3])} ...")
+            code, out, err = device.run(argv, timeout=900)
+            if code != 0:
+                raise SetupError(f"setting up device '{spec.name}' failed at '{argv[0]} {argv[1]}': "
+                                 f"{(err.strip().splitlines() or ['no output'])[-1][:200]}.")
+        versions = json.loads(out.strip().splitlines()[-1])
+        device.run(["sh", "-c", 'printf "%s" "$1" > "$2"', "sh", json.dumps(versions),
+                    f"{facts['home']}/.edgekit/versions.json"])
+    return {"device": spec.name, "env": env, "arch": facts["arch"], "python": facts["py"], "installed": versions}
