@@ -104,6 +104,12 @@ class ParityFailed(EdgekitError):
     exit_code = 6
 
 
+class DeviceError(EdgekitError):
+    """A device could not be reached or used: connection, login, host key, file transfer, remote command."""
+
+    exit_code = 7
+
+
 def did_you_mean(name: str, choices) -> str:
     import difflib
 

@@ -30,7 +30,8 @@ class TorchReference(Reference):
         self.source = source
 
     def _call(self, torch, feed):
-        out = self.source.obj(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()})
+        # positionally, in the source's input order (modules from .pt2 files take no keywords)
+        out = self.source.obj(*[torch.from_numpy(np.ascontiguousarray(feed[s.name])) for s in self.source.inputs])
         if isinstance(out, dict):
             return {k: v.numpy() for k, v in out.items()}
         if isinstance(out, (tuple, list)):
@@ -42,23 +43,31 @@ class TorchReference(Reference):
 
         names = [s.name for s in self.source.inputs]
         n = len(arrays[names[0]])
+        step = min(n, 64)
         pieces = []
         with torch.no_grad():
-            for start in range(0, n, 64):
-                pieces.append(self._call(torch, {k: arrays[k][start:start + 64].astype(_dt(self.source, k))
-                                                 for k in names}))
+            start = 0
+            while start < n:
+                feed = {k: arrays[k][start:start + step].astype(_dt(self.source, k)) for k in names}
+                try:
+                    pieces.append(self._call(torch, feed))
+                except Exception:
+                    if step == self.source.inputs[0].fixed_shape()[0]:
+                        raise
+                    step = self.source.inputs[0].fixed_shape()[0]  # a module exported for a fixed batch
+                    continue
+                start += step
         return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
     def bench(self, sample, threads, **params):
         import torch
 
-        feed = {s.name: torch.from_numpy(np.ascontiguousarray(sample[s.name].astype(s.dtype)))
-                for s in self.source.inputs}
+        feed = [torch.from_numpy(np.ascontiguousarray(sample[s.name].astype(s.dtype))) for s in self.source.inputs]
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
             with torch.no_grad():
-                return time_calls(lambda: self.source.obj(**feed), **params)
+                return time_calls(lambda: self.source.obj(*feed), **params)
         finally:
             torch.set_num_threads(before)
 

@@ -155,7 +155,7 @@ def _torch_source(spec, name, digest, module, example, input_specs) -> Source:
                         "Return (module, example_inputs) from the builder, or pass --input NAME:SHAPE:DTYPE.")
     try:
         with torch.no_grad():
-            out = module(**{k: torch.from_numpy(v) for k, v in ex.items()})
+            out = module(*[torch.from_numpy(v) for v in ex.values()])  # positional: .pt2 modules take no kwargs
     except Exception as e:
         ins = ", ".join(f"{s.name}:{'x'.join(str(d) for d in s.shape)}:{s.dtype}" for s in specs)
         first = " ".join((str(e).strip().splitlines() or [type(e).__name__])[0].split())[:200].rstrip(".")
