@@ -47,6 +47,7 @@ class Recipe:
     description: str = ""
     calibration: Calibration | None = None
     weights_per_channel: bool = True  # dynamic int8: one weight scale per output channel
+    quantize_ops: tuple[str, ...] = ()  # static int8: only these op types (empty: every op the quantizer can)
     # ONNX/TFLite tensors that must stay float (e.g. an additive attention mask).
     keep_float_ops: tuple[str, ...] = ()
 

@@ -162,6 +162,10 @@ class QuantizedOnnxFromOnnx(Converter):
         extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
         if cal.method == "percentile":
             extra["CalibPercentile"] = cal.percentile
+        if ctx.recipe.quantize_ops:
+            extra["op_types_to_quantize"] = list(ctx.recipe.quantize_ops)
+        op_types = extra.pop("op_types_to_quantize", None)
         quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=cal.per_channel,
+                        op_types_to_quantize=op_types,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
                         nodes_to_exclude=keep, extra_options=extra)

@@ -16,6 +16,8 @@ from ..graph import Converter
 from .onnx_ops import check_standard_ops, op_types
 
 ONNX2TF_TIMEOUT_S = 1800
+# ONNX ops whose TF lowering has no TFLite builtin kernel (Erf: the GELU of BERT-style models)
+PSEUDO_OPS = {"Erf"}
 
 
 class SavedModelFromOnnx(Converter):
@@ -26,6 +28,7 @@ class SavedModelFromOnnx(Converter):
     cost = 2.0
     requires = (("onnx2tf", "tflite"), ("tensorflow", "tflite"), ("onnx_graphsurgeon", "tflite"))
     tools = ("onnx2tf", "tensorflow")
+    revision = 2
 
     def convert(self, artifact, out_dir, ctx):
         import onnx
@@ -47,6 +50,9 @@ class SavedModelFromOnnx(Converter):
         argv = [sys.executable, "-m", "onnx2tf", "-i", str(onnx_copy), "-o", str(tf_dir), "-osd", "-coion", "-n"]
         if keep:
             argv += ["-k", *keep]
+        pseudo = sorted(PSEUDO_OPS & {op for _, op in op_types(artifact.path)})
+        if pseudo:  # no TFLite builtin kernel: onnx2tf rewrites them into builtin math
+            argv += ["-rtpo", *pseudo]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1",
                    PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
         try:
@@ -62,7 +68,8 @@ class SavedModelFromOnnx(Converter):
             if (tf_dir / item).exists():
                 shutil.move(str(tf_dir / item), str(final / item))
         shutil.rmtree(work, ignore_errors=True)
-        ctx.notes.append("onnx2tf" + (f", kept NCHW inputs: {', '.join(keep)}" if keep else ""))
+        ctx.notes.append("onnx2tf" + (f", kept NCHW inputs: {', '.join(keep)}" if keep else "")
+                         + (f", pseudo ops for {', '.join(pseudo)}" if pseudo else ""))
         return final
 
 

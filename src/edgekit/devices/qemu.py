@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from .. import errors
-from ..artifacts import cache_root
+from ..artifacts import cache_root, write_json
 from .base import Device, Process
 
 DeviceError = getattr(errors, "DeviceError", errors.EdgekitError)
@@ -42,6 +42,7 @@ DEB_PACKAGES = ("python3", "libstdc++6", "libgomp1")
 NUMPY_PIN = "numpy>=1.26,<2.5"
 RUNTIME_PINS = {"onnxruntime": "onnxruntime==1.32.0", "litert": "ai-edge-litert==2.3.0"}
 RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}
+RUNTIME_ALIASES = {"tflite": "litert", "ai-edge-litert": "litert", "ort": "onnxruntime"}
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_24_aarch64", "manylinux_2_27_aarch64",
              "manylinux_2_28_aarch64", "manylinux_2_31_aarch64", "manylinux_2_34_aarch64", "manylinux_2_35_aarch64")
 STAMP = "etc/edgekit-rootfs.json"  # inside the root: the rename that publishes the root publishes it too
@@ -52,7 +53,7 @@ BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 APT_HINT = "Install the emulator with: apt-get install qemu-user-static binfmt-support debootstrap"
 
 # argv-only launcher: the root and the command are positional parameters, never interpolated.
-_CHROOT_SH = ('r="$1"; shift; mount --bind /proc "$r/proc" && mount --rbind /dev "$r/dev" '
+_CHROOT_SH = ('r="$1"; shift; mount --rbind /proc "$r/proc" && mount --rbind /dev "$r/dev" '
               '&& exec chroot "$r" "$@"')
 
 
@@ -74,9 +75,13 @@ def rootfs_info(root: Path | None = None) -> dict | None:
         return None
 
 
+def _runtimes(runtimes) -> tuple:
+    return tuple(dict.fromkeys(RUNTIME_ALIASES.get(r, r) for r in runtimes))
+
+
 def rootfs_ready(root: Path | None = None, runtimes=("onnxruntime", "litert")) -> bool:
     info = rootfs_info(root)
-    return bool(info) and all(r in info.get("runtimes", ()) for r in runtimes)
+    return bool(info) and all(r in info.get("runtimes", ()) for r in _runtimes(runtimes))
 
 
 def build_rootfs(root: Path | None = None, runtimes=("onnxruntime", "litert"), progress=print,
@@ -88,7 +93,7 @@ def build_rootfs(root: Path | None = None, runtimes=("onnxruntime", "litert"), p
     debootstrap and qemu-user-static with binfmt_misc; about 2-4 minutes and ~300 MB."""
     progress = progress or (lambda msg: None)
     root = Path(root or default_rootfs()).absolute()
-    runtimes = tuple(runtimes)
+    runtimes = _runtimes(runtimes)
     unknown = [r for r in runtimes if r not in RUNTIME_PINS]
     if unknown:
         raise errors.UnknownName(f"no ARM64 build of runtime '{unknown[0]}' is known.",
@@ -116,6 +121,8 @@ def build_rootfs(root: Path | None = None, runtimes=("onnxruntime", "litert"), p
             with open(log, "w") as logf:
                 _build_into(tmp, runtimes, progress, logf, mirror, t0)
             _publish(tmp, root)
+            # a copy of the stamp beside the root, for tools that list devices without entering it
+            write_json(root.parent / f"{root.name}.json", rootfs_info(root))
         except BaseException:
             _safe_rmtree(tmp)
             raise
@@ -160,6 +167,7 @@ def _build_into(tmp: Path, runtimes, progress, logf, mirror, t0) -> None:
            *reqs]
     _checked(_chroot_argv(tmp, pip, cwd="/"), "pip install (in the ARM64 root)", logf, timeout=3600)
     shutil.rmtree(wheels, ignore_errors=True)
+    _sys_stub(tmp)
 
     progress("checking the ARM64 root")
     mods = {r: RUNTIME_MODULES[r] for r in runtimes}
@@ -289,8 +297,11 @@ class QemuArm64Device(Device):
             return "chroot"
         qemu = shutil.which("qemu-aarch64-static")
         if qemu:
+            with contextlib.suppress(OSError):
+                _sys_stub(self.root)
             try:
-                p = subprocess.run(self._qemu_argv([DEVICE_PYTHON, "-c", "import platform; print(platform.machine())"]),
+                probe = "import platform, numpy; print(platform.machine())"
+                p = subprocess.run(self._qemu_argv([DEVICE_PYTHON, "-c", probe]),
                                    capture_output=True, text=True, timeout=120, env=self._host_env())
                 if p.returncode == 0 and p.stdout.strip() == "aarch64":
                     return "qemu-user"
@@ -313,7 +324,7 @@ class QemuArm64Device(Device):
         if self.mode == "qemu-user":
             return self._qemu_argv(argv)
         env = [f"{k}={v}" for k, v in self._env().items()]
-        return _chroot_argv(self.root, argv, cwd=self._device_path(self.workdir()), env=env)
+        return _chroot_argv(self.root, argv, cwd=self.workdir(), env=env)
 
     def _qemu_argv(self, argv: list[str]) -> list[str]:
         prog = argv[0]
@@ -445,9 +456,21 @@ def _checked(argv: list[str], what: str, logf, timeout: float) -> str:
     logf.flush()
     if p.returncode != 0:
         tail = [ln for ln in p.stdout.strip().splitlines() if ln.strip()][-1:] or ["no output"]
-        raise DeviceError(f"{what} failed (exit code {p.returncode}) while building the ARM64 root: {tail[0][:300]}",
+        raise DeviceError(f"{what} failed (exit code {p.returncode}) while building the ARM64 root: "
+                          f"{tail[0][:300].rstrip('.')}.",
                           f"Full log: {getattr(logf, 'name', '?')}.")
     return p.stdout
+
+
+def _sys_stub(root: Path) -> None:
+    """Empty CPU lists in ROOT/sys. The root never has /sys mounted; under ``qemu -L`` a path missing
+    from the root falls through to the host's, and runtimes' cpuinfo then crashes on the host's
+    x86 CPU topology. With these stubs it fails cleanly, as it does in the chroot."""
+    cpu = Path(root) / "sys/devices/system/cpu"
+    cpu.mkdir(parents=True, exist_ok=True)
+    for name in ("possible", "present"):
+        if not (cpu / name).exists():
+            (cpu / name).write_text("")
 
 
 def _mounts_under(path: Path) -> list[str]:
