@@ -37,7 +37,7 @@ class DeviceSpec:
     name: str
     kind: str
     host: str = ""
-    port: int = 22
+    port: int = 0  # 0: ~/.ssh/config's Port, else 22
     user: str = ""
     identity_file: str = ""
     known_hosts: str = ""
@@ -107,7 +107,7 @@ def open_device(spec: DeviceSpec):
     if spec.kind == "ssh":
         from .ssh import SshDevice
 
-        return SshDevice(spec.name, spec.host, port=spec.port, user=spec.user or None,
+        return SshDevice(spec.name, spec.host, port=spec.port or None, user=spec.user or None,
                          identity_file=_expand(spec.identity_file), known_hosts=_expand(spec.known_hosts),
                          python=spec.python or None, strict_host_key_checking=spec.strict_host_key_checking,
                          connect_timeout=spec.connect_timeout, command_timeout=spec.command_timeout,

@@ -44,7 +44,7 @@ def _paramiko():
     try:
         import paramiko
     except ImportError:
-        raise MissingExtra("paramiko", "ssh", "SSH devices") from None
+        raise MissingExtra("paramiko", "ssh", "An SSH device") from None
     log = logging.getLogger("paramiko")
     if not log.handlers:  # its transport thread logs tracebacks; without a handler they hit stderr
         log.addHandler(logging.NullHandler())
@@ -129,7 +129,7 @@ class SshDevice(Device):
         paramiko = _paramiko()
         self.name = name
         self.labels = dict(labels or {})
-        cfg = self._read_config(paramiko, host, ssh_config)
+        cfg = self._read_config(paramiko, name, host, ssh_config)
         self.host = cfg.get("hostname") or host
         self.port = int(port if port is not None else cfg.get("port", 22))
         self.user = user or cfg.get("user") or getpass.getuser()
@@ -157,14 +157,14 @@ class SshDevice(Device):
     # ---- connection ---------------------------------------------------------------------------
 
     @staticmethod
-    def _read_config(paramiko, host: str, path: str | None) -> dict:
+    def _read_config(paramiko, name: str, host: str, path: str | None) -> dict:
         path = os.path.expanduser(path or "~/.ssh/config")
         if not os.path.isfile(path):
             return {}
         try:
             return dict(paramiko.SSHConfig.from_path(path).lookup(host))
         except Exception as e:
-            raise DeviceError(f"SSH device '{host}': the OpenSSH config {path} could not be read ({e}).",
+            raise DeviceError(f"SSH device '{name}': the OpenSSH config {path} could not be read ({e}).",
                               "Fix that file, or pass the settings in devices.toml.") from None
 
     def _addr(self) -> str:
@@ -317,8 +317,8 @@ class SshDevice(Device):
     def _sftp_client(self):
         paramiko = _paramiko()
         with self._lock:
-            if self._sftp is not None and not self._sftp.get_channel().closed and self._client is not None \
-                    and self._client.get_transport().is_active():
+            t = self._client.get_transport() if self._client is not None else None
+            if self._sftp is not None and not self._sftp.get_channel().closed and t is not None and t.is_active():
                 return self._sftp
             self._sftp = None
             for attempt in (0, 1):
