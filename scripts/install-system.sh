@@ -6,7 +6,12 @@ set -euo pipefail
 PKGS=(openssh-server openssh-client iproute2 qemu-user-static binfmt-support debootstrap)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
-[ ${#missing[@]} -eq 0 ] && exit 0
+binfmt() {  # QEMU user-mode emulation of aarch64 binaries (the emulated ARM64 device)
+  [ "$(id -u)" = 0 ] || return 0
+  mountpoint -q /proc/sys/fs/binfmt_misc 2>/dev/null || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+  command -v update-binfmts >/dev/null && update-binfmts --enable qemu-aarch64 2>/dev/null || true
+}
+if [ ${#missing[@]} -eq 0 ]; then binfmt; exit 0; fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: Debian packages missing (need root + apt): ${missing[*]}" >&2
   exit 0
@@ -15,3 +20,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "installed Debian packages: ${missing[*]}"
+binfmt

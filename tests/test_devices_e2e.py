@@ -30,6 +30,10 @@ identity_file = "{sshd.identity_file}"
 known_hosts = "{sshd.known_hosts}"
 python = "{sshd.python}"
 labels = {{ board = "test-sshd" }}
+
+[devices.arm64-emu]
+kind = "qemu-arm64"
+labels = {{ board = "qemu-aarch64" }}
 """)
     return path
 
@@ -71,6 +75,35 @@ def test_run_on_local_and_ssh_host_gives_one_row_per_target_and_device(inventory
         assert remote["bench"]["n"] >= 20
     assert "test-host" in r.stdout.split("records:")[0]
     assert not sshd.leftovers()
+
+
+from edgekit.devices.qemu import rootfs_ready  # noqa: E402
+
+QEMU_CACHED = rootfs_ready()
+
+
+@pytest.mark.tflite
+@pytest.mark.qemu
+@(pytest.mark.slow if not QEMU_CACHED else pytest.mark.qemu)
+def test_run_on_ssh_host_and_emulated_arm64(inventory, sshd, tmp_path):
+    """The issue's command: both devices in one table, their probes, parity for each."""
+    out = tmp_path / "out"
+    r = edgekit(inventory, "run", MODEL, "--targets", "onnx-int8,tflite-int8", "--data", "digits", "--out", str(out),
+                "--device", "test-host", "--device", "arm64-emu", "--min-runs", "5", "--min-seconds", "0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    table = r.stdout.split("records:")[0]
+    assert table.count("test-host") >= 3 and table.count("arm64-emu (emu)") == 2
+    assert "device arm64-emu (qemu-arm64, EMULATED" in table and "aarch64" in table
+    rows = [json.loads(x) for x in (out / "digits_cnn" / "results.jsonl").read_text().splitlines()]
+    emu = [x for x in rows if x["device"]["name"] == "arm64-emu"]
+    assert len(emu) == 2
+    for x in emu:
+        assert x["status"] == "ok" and x["device"]["emulated"] is True
+        assert x["device"]["probe"]["arch"] == "aarch64"
+        assert "speedup_vs_source" not in x  # emulated timings are never compared as speed
+        assert x["parity"]["passed"] and abs(x["parity"]["task_delta_points"]) <= 1.0
+    md = (out / "digits_cnn" / "report.md").read_text()
+    assert "EMULATED latency" in md
 
 
 def test_a_leased_device_is_refused_then_recovered_when_holder_dies(inventory, sshd, tmp_path):

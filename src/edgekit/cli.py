@@ -81,6 +81,47 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--runtime", action="append", default=[], choices=["onnxruntime", "tflite", "litert"],
                    help="runtime to install (repeatable; default: onnxruntime and tflite)")
 
+    p = sub.add_parser("sweep", help="models x targets x recipes x devices from a suite file")
+    p.add_argument("suite")
+    p.add_argument("--workers", choices=["local", "ray"], default="local",
+                   help="local processes and threads (default), or a Ray cluster (ray.init())")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: a local SQLite store in ./mlruns)")
+
+    p = sub.add_parser("check", help="regression gate: current records against a baseline")
+    p.add_argument("--baseline", required=True, help="results.jsonl (or a folder of them) to compare against")
+    p.add_argument("current", nargs="?", default="out", help="results.jsonl or folder (default: out/)")
+    p.add_argument("--latency-budget", type=float, default=5.0, help="percent p50 may grow (and CIs must part)")
+    p.add_argument("--size-budget", type=float, default=1.0, help="percent the artifact may grow")
+    p.add_argument("--accuracy-budget", type=float, default=0.5, help="points the task metric may fall")
+    p.add_argument("--cosine-budget", type=float, default=0.001, help="how much the worst cosine may fall")
+
+    p = sub.add_parser("fit", help="the best artifact for a device under latency/size/accuracy budgets")
+    p.add_argument("model")
+    p.add_argument("--targets", default="onnx,onnx-fp16,onnx-int8-dynamic,onnx-int8,tflite,tflite-fp16,"
+                                        "tflite-int8-dynamic,tflite-int8")
+    p.add_argument("--recipes", default="", help="recipe variants to try too (e.g. int8-static-entropy)")
+    p.add_argument("--max-latency-ms", type=float)
+    p.add_argument("--max-size-mb", type=float)
+    p.add_argument("--max-accuracy-drop", type=float, help="points of accuracy (cosine floor 0.98 without labels)")
+    p.add_argument("--min-cosine", type=float)
+    p.add_argument("--out", default="out")
+    _add_model_args(p)
+    _add_bench_args(p)
+    _add_device_args(p)
+
+    p = sub.add_parser("inspect", help="pre-flight: the model's operators and what the target supports")
+    p.add_argument("model")
+    p.add_argument("--target", required=True)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE:DTYPE")
+
+    p = sub.add_parser("report", help="HTML/Markdown/CSV reports (and MLflow runs) from records")
+    p.add_argument("records", help="results.jsonl or a folder of them")
+    p.add_argument("--out", help="folder for report.html, report.md, results.csv (default: beside the records)")
+    p.add_argument("--track", action="store_true", help="also log the records to MLflow")
+    p.add_argument("--tracking-uri")
+
     sub.add_parser("targets", help="list targets: format, recipe, runtime, extra installed?")
     p = sub.add_parser("graph", help="show the conversion plan and why routes were rejected")
     p.add_argument("--from", dest="src", default="torch", help="source format (torch, onnx, savedmodel, keras)")
@@ -358,5 +399,97 @@ def cmd_devices(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from dataclasses import replace
+
+    from .report import table
+    from .sweep import load_suite, run_sweep
+
+    suite = load_suite(Path(args.suite))
+    if args.no_tracking or args.tracking_uri:
+        suite = replace(suite, tracking=not args.no_tracking, tracking_uri=args.tracking_uri or suite.tracking_uri)
+    result = run_sweep(suite, workers=args.workers)
+    print(table(result["records"]))
+    print(f"\nrecords: {result['results']}")
+    for kind, path in result["reports"].items():
+        print(f"{kind + ':':9s}{path}")
+    if result["tracking"]:
+        print(f"mlflow:  {result['tracking'].get('tracking_uri')} (parent run {result['tracking'].get('parent_run_id')})")
+    bad = [r for r in result["records"] if r.get("status") not in ("ok", "reference")]
+    return 1 if bad else 0
+
+
+def cmd_check(args) -> int:
+    from .gate import Budgets, compare, format_result, load
+
+    budgets = Budgets(args.latency_budget / 100, args.size_budget / 100, args.accuracy_budget, args.cosine_budget)
+    res = compare(load(args.baseline), load(args.current), budgets)
+    print(format_result(res))
+    if res.compared == 0:
+        from .errors import DataError
+
+        raise DataError("No (model, target, device) is in both the baseline and the current records.",
+                        "Compare records of the same models, targets and devices.")
+    return 0 if res.passed else 1
+
+
+def cmd_fit(args) -> int:
+    from .fit import Budget, explain, judge
+    from .pipeline import run
+    from .specs import parse_target_list
+    from .sweep import expand_targets
+
+    budget = Budget(args.max_latency_ms, args.max_size_mb, args.max_accuracy_drop, args.min_cosine)
+    if all(v is None for v in (budget.max_latency_ms, budget.max_size_mb, budget.max_accuracy_drop,
+                                budget.min_cosine)):
+        from .errors import UserError
+
+        raise UserError("fit needs at least one budget.", "Pass --max-latency-ms, --max-size-mb or --max-accuracy-drop.")
+    names = [t.name for t in parse_target_list(args.targets)]
+    targets = expand_targets(names, [r for r in args.recipes.split(",") if r])
+    source, data = _load(args, need_data=True)
+    device = args.device or "local"
+    records = run(source, data, targets, Path(args.out), _bench_opts(args), devices=[device], progress=_progress,
+                  device_wait=args.device_wait)
+    from .pipeline import save_records
+
+    save_records(records, Path(args.out))
+    winner, cands, closest = judge(records, budget)
+    print(explain(winner, cands, closest, budget, device))
+    return 0 if winner else 1
+
+
+def cmd_inspect(args) -> int:
+    from .preflight import format_preflight, inspect_model
+    from .signature import parse_input_spec
+    from .sources import load_source
+    from .specs import get_target
+
+    target = get_target(args.target)
+    source = load_source(args.model, [parse_input_spec(s) for s in args.input] or None)
+    result = inspect_model(source, target)
+    print(json.dumps(result, indent=2) if args.json else format_preflight(result))
+    return 0 if not result["verdict"].startswith("will fail") else 1
+
+
+def cmd_report(args) -> int:
+    from .gate import load
+    from .sweep import _latest_per_key, write_reports
+
+    records = _latest_per_key(load(args.records))
+    src = Path(args.records)
+    out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
+    paths = write_reports(records, out, src.stem)
+    for kind, path in paths.items():
+        print(f"{kind + ':':9s}{path}")
+    if args.track:
+        from .tracking import log_records
+
+        res = log_records(records, tracking_uri=args.tracking_uri, artifacts=list(paths.values()))
+        print(f"mlflow:  {res}")
+    return 0
+
+
 COMMANDS = {"convert": cmd_convert, "run": cmd_run, "parity": cmd_parity, "bench": cmd_bench,
-            "targets": cmd_targets, "graph": cmd_graph, "devices": cmd_devices}
+            "targets": cmd_targets, "graph": cmd_graph, "devices": cmd_devices, "sweep": cmd_sweep,
+            "check": cmd_check, "fit": cmd_fit, "inspect": cmd_inspect, "report": cmd_report}

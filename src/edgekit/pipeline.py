@@ -77,11 +77,9 @@ def measure(artifact: Path, runtime: str, dataset, reference: dict | None, toler
     return rec
 
 
-def run(source, dataset, targets: list[Target], out_root: Path = Path("out"), bench: BenchOptions = BenchOptions(),
-        devices: list[str] = ("local",), progress=None, device_wait: float = 0.0) -> list[dict]:
-    """Convert every target, then on each device check parity and benchmark each artifact in one
-    persistent runner session (one connection per device per run, the device leased meanwhile).
-    Returns (and the caller writes) one record per (target, device), plus one for the source."""
+def reference_phase(source, dataset, bench: BenchOptions, progress=None) -> tuple[dict, dict, dict, dict]:
+    """The source model on the eval inputs (reference outputs) and its own latency.
+    Returns (base fields of every record, the source's record, reference outputs, its bench)."""
     from .reference import reference_for
 
     progress = progress or (lambda msg: None)
@@ -105,36 +103,54 @@ def run(source, dataset, targets: list[Target], out_root: Path = Path("out"), be
         from .parity import accuracy
 
         src_row["task"] = {"metric": "accuracy", "value": accuracy(next(iter(ref_out.values())), dataset.labels)}
-    records = [src_row]
+    return base, src_row, ref_out, ref_bench
 
-    converted = []  # (target, base row, ConvertResult | None)
+
+def convert_one(source, target: Target, dataset, out_root: Path, base: dict):
+    """Convert one target; returns (target, its record so far, ConvertResult or None on failure)."""
+    row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime)
+    t0 = time.perf_counter()
+    try:
+        result = convert(source, target, dataset, out_root)
+    except EdgekitError as e:
+        row.update(status="conversion_failed", reason=str(e), convert_s=time.perf_counter() - t0)
+        return target, row, None
+    row.update(artifact=str(result.artifact), size_bytes=result.manifest["size_bytes"],
+               artifact_sha256=result.manifest["artifact_sha256"],
+               route=[s["edge"] for s in result.manifest["route"]], cached=result.cached,
+               convert_s=time.perf_counter() - t0, manifest=str(result.out_dir / "manifest.json"))
+    return target, row, result
+
+
+def run(source, dataset, targets: list[Target], out_root: Path = Path("out"), bench: BenchOptions = BenchOptions(),
+        devices: list[str] = ("local",), progress=None, device_wait: float = 0.0) -> list[dict]:
+    """Convert every target, then on each device check parity and benchmark each artifact in one
+    persistent runner session (one connection per device per run, the device leased meanwhile).
+    Returns (and the caller writes) one record per (target, device), plus one for the source."""
+    progress = progress or (lambda msg: None)
+    base, src_row, ref_out, ref_bench = reference_phase(source, dataset, bench, progress)
+    converted = []
     for target in targets:
-        row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime)
-        t0 = time.perf_counter()
         progress(f"{target.name}: converting")
-        try:
-            result = convert(source, target, dataset, out_root)
-        except EdgekitError as e:
-            row.update(status="conversion_failed", reason=str(e), convert_s=time.perf_counter() - t0)
-            converted.append((target, row, None))
-            continue
-        row.update(artifact=str(result.artifact), size_bytes=result.manifest["size_bytes"],
-                   route=[s["edge"] for s in result.manifest["route"]], cached=result.cached,
-                   convert_s=time.perf_counter() - t0, manifest=str(result.out_dir / "manifest.json"))
-        converted.append((target, row, result))
-
+        converted.append(convert_one(source, target, dataset, out_root, base))
+    records = [src_row]
     for name in devices:
-        records += _measure_on_device(name, converted, dataset, ref_out, ref_bench, bench, progress, device_wait)
+        records += measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress, device_wait)
     return records
 
 
-def _measure_on_device(name, converted, dataset, ref_out, ref_bench, bench, progress, device_wait) -> list[dict]:
+def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress, device_wait, emit=None,
+                  skip=None) -> list[dict]:
+    """Parity and bench of every converted artifact on device ``name``: one lease, one connection,
+    one persistent runner worker (restarted only after a crash)."""
     from .devices.inventory import get_spec, open_device
     from .devices.lease import lease
 
     spec = get_spec(name)
     rows = []
-    todo = [(t, dict(r), res) for t, r, res in converted]
+    emit = emit or (lambda row: None)
+    skip = skip or (lambda row: False)  # a resumed sweep: already measured
+    todo = [(t, dict(r), res) for t, r, res in converted if not skip(dict(r, device={"name": name}))]
     try:
         with lease(name, device_wait), open_device(spec) as device:
             session, probe = None, None
@@ -143,6 +159,7 @@ def _measure_on_device(name, converted, dataset, ref_out, ref_bench, bench, prog
                                  "labels": dict(spec.labels)}
                 if result is None:
                     rows.append(row)
+                    emit(row)
                     continue
                 progress(f"{target.name} on {name}: parity and benchmark")
                 try:
@@ -155,6 +172,7 @@ def _measure_on_device(name, converted, dataset, ref_out, ref_bench, bench, prog
                 except RunnerError as e:
                     row.update(status="run_failed", reason=str(e))
                     rows.append(row)
+                    emit(row)
                     if session is not None:
                         session.close()
                     session = None
@@ -167,6 +185,7 @@ def _measure_on_device(name, converted, dataset, ref_out, ref_bench, bench, prog
                 if name == "local" and ref_bench["p50_ms"] and m["bench"]["p50_ms"]:
                     row["speedup_vs_source"] = ref_bench["p50_ms"] / m["bench"]["p50_ms"]
                 rows.append(row)
+                emit(row)
             if session is not None:
                 session.close()
     except EdgekitError as e:  # the device itself failed: every pending row says so, the run goes on
@@ -176,6 +195,7 @@ def _measure_on_device(name, converted, dataset, ref_out, ref_bench, bench, prog
                 row.update(status="run_failed", reason=str(e),
                            device={"name": name, "kind": spec.kind, "emulated": spec.kind == "qemu-arm64"})
                 rows.append(row)
+                emit(row)
     return rows
 
 

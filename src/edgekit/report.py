@@ -50,6 +50,19 @@ def table(records: list[dict]) -> str:
     for r in records:
         if r.get("reason"):
             notes.append(f"  {r['target']}: " + textwrap.shorten(r["reason"], 220))
+    probes = {}
+    for r in records:
+        dev = r.get("device") or {}
+        if dev.get("probe") and dev["name"] not in probes:
+            probes[dev["name"]] = dev
+    if len(probes) > 1 or any(n != "local" for n in probes):
+        notes.append("")
+        for name, dev in probes.items():
+            p = dev["probe"]
+            rts = ", ".join(f"{k} {v}" for k, v in sorted(p.get("runtimes", {}).items()))
+            notes.append(f"  device {name} ({dev.get('kind', '?')}{', EMULATED: timings are not device speed' if dev.get('emulated') else ''}): "
+                         f"{p.get('os')} {p.get('arch')}, {p.get('cpu')} x{p.get('cpu_count')}, "
+                         f"{(p.get('mem_total_kb') or 0) / 2**20:.1f} GiB, Python {p.get('python')}; {rts}")
     data = records[0].get("data", {}) if records else {}
     if data.get("synthetic"):
         notes.append("\x1b[31m  RANDOM INPUTS: parity was measured on random data, not real data.\x1b[0m")

@@ -114,7 +114,7 @@ def open_device(spec: DeviceSpec):
                          labels=dict(spec.labels), remote_tmp=spec.remote_tmp)
     from .qemu import QemuArm64Device
 
-    return QemuArm64Device(spec.name)
+    return QemuArm64Device(spec.name, labels=dict(spec.labels))
 
 
 def _expand(p: str) -> str | None:

@@ -58,11 +58,10 @@ def download_wheels(dest: Path, requirements: list[str], arch: str, py: str, lib
 
 def setup(spec: DeviceSpec, runtimes: list[str], progress=print) -> dict:
     if spec.kind == "qemu-arm64":
-        from .qemu import build_rootfs
+        from .qemu import build_rootfs, rootfs_info
 
-        root = build_rootfs(progress=progress)
-        return json.loads((root.parent / "rootfs.json").read_text()) if (root.parent / "rootfs.json").exists() \
-            else {"rootfs": str(root)}
+        root = build_rootfs(runtimes=tuple(runtimes), progress=progress)
+        return dict(rootfs_info(root) or {}, device=spec.name, rootfs=str(root))
     if spec.kind == "local":
         raise SetupError("the local device uses edgekit's own environment.", "Install extras with pip instead.")
     requirements = BASE + [p for rt in runtimes for p in PINS[rt]]

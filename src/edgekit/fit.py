@@ -1,0 +1,111 @@
+"""``edgekit fit``: the best artifact for a device under budgets, and why the others lost.
+
+Every candidate target (and recipe variant) is converted, checked for parity and measured on
+the device with the main pipeline; the winner is the fastest artifact that meets every budget
+(ties: the smaller one). When none does, the answer names the budget that cannot be met and how
+close the best candidate came on it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_latency_ms: float | None = None
+    max_size_mb: float | None = None
+    max_accuracy_drop: float | None = None  # points of the task metric; cosine-only tasks use min_cosine
+    min_cosine: float | None = None
+
+
+@dataclass
+class Candidate:
+    record: dict
+    broken: list[str] = field(default_factory=list)  # budgets broken, with by how much
+
+    @property
+    def name(self) -> str:
+        return self.record["target"]
+
+    @property
+    def latency(self) -> float | None:
+        b = self.record.get("bench") or {}
+        return b.get("p50_ms")
+
+
+def _metrics(r: dict) -> dict:
+    p = r.get("parity") or {}
+    outs = p.get("outputs") or []
+    return {"latency_ms": (r.get("bench") or {}).get("p50_ms"),
+            "size_mb": (r.get("size_bytes") or 0) / 2**20 if r.get("size_bytes") else None,
+            "accuracy_drop": -p["task_delta_points"] if p.get("task_delta_points") is not None else None,
+            "cosine": min((o["cosine_mean"] for o in outs), default=None)}
+
+
+def judge(records: list[dict], budget: Budget) -> tuple[Candidate | None, list[Candidate], dict]:
+    """Pick the winner among measured records; return (winner, all candidates, closest per budget)."""
+    cands = []
+    for r in records:
+        if r.get("target") == "source":
+            continue
+        c = Candidate(r)
+        if r.get("status") not in ("ok", "parity_failed"):
+            c.broken.append(f"{r.get('status', 'failed').replace('_', ' ')}: {(r.get('reason') or '')[:90]}")
+            cands.append(c)
+            continue
+        m = _metrics(r)
+        if budget.max_latency_ms is not None and (m["latency_ms"] is None or m["latency_ms"] > budget.max_latency_ms):
+            c.broken.append(f"latency {m['latency_ms']:.3f} ms > {budget.max_latency_ms} ms")
+        if budget.max_size_mb is not None and m["size_mb"] is not None and m["size_mb"] > budget.max_size_mb:
+            c.broken.append(f"size {m['size_mb']:.2f} MB > {budget.max_size_mb} MB")
+        if budget.max_accuracy_drop is not None:
+            if m["accuracy_drop"] is not None and m["accuracy_drop"] > budget.max_accuracy_drop:
+                c.broken.append(f"accuracy drop {m['accuracy_drop']:.2f} > {budget.max_accuracy_drop} points")
+        min_cos = budget.min_cosine
+        if min_cos is None and budget.max_accuracy_drop is not None and m["accuracy_drop"] is None:
+            min_cos = 0.98  # no labels (embeddings): the accuracy budget becomes a cosine floor
+        if min_cos is not None and m["cosine"] is not None and m["cosine"] < min_cos:
+            c.broken.append(f"cosine {m['cosine']:.4f} < {min_cos}")
+        cands.append(c)
+    ok = [c for c in cands if not c.broken]
+    ok.sort(key=lambda c: (c.latency, c.record.get("size_bytes") or 0))
+    measured = [_metrics(c.record) for c in cands if c.record.get("status") in ("ok", "parity_failed")]
+    closest = {}
+    for key, better in (("latency_ms", min), ("size_mb", min), ("accuracy_drop", min), ("cosine", max)):
+        vals = [m[key] for m in measured if m[key] is not None]
+        if vals:
+            closest[key] = better(vals)
+    return (ok[0] if ok else None), cands, closest
+
+
+def explain(winner: Candidate | None, cands: list[Candidate], closest: dict, budget: Budget, device: str) -> str:
+    lines = []
+    if winner:
+        m = _metrics(winner.record)
+        acc = f", accuracy drop {m['accuracy_drop']:.2f} points" if m["accuracy_drop"] is not None else \
+            (f", cosine {m['cosine']:.4f}" if m["cosine"] is not None else "")
+        lines.append(f"BEST on {device}: {winner.name}  ({m['latency_ms']:.3f} ms p50, {m['size_mb']:.2f} MB{acc})")
+        lines.append(f"  artifact: {winner.record.get('artifact')}")
+    else:
+        lines.append(f"NO target meets every budget on {device}.")
+        for what, limit, key, fmt in (("latency", budget.max_latency_ms, "latency_ms", "{:.3f} ms"),
+                                      ("size", budget.max_size_mb, "size_mb", "{:.2f} MB"),
+                                      ("accuracy drop", budget.max_accuracy_drop, "accuracy_drop", "{:.2f} points")):
+            if limit is None or key not in closest:
+                continue
+            if closest[key] > limit:
+                lines.append(f"  the {what} budget ({limit}) cannot be met: the best of all candidates is "
+                             f"{fmt.format(closest[key])} ({closest[key] / limit:.2f}x the budget)")
+        if not any("cannot be met" in ln for ln in lines[1:]):
+            lines.append("  each budget alone is met by some target, but no target meets them all")
+    lines.append("")
+    lines.append(f"{'target':22s} {'p50 ms':>9s} {'size MB':>8s} {'Δ acc':>7s} {'cosine':>8s}  verdict")
+    order = sorted(cands, key=lambda c: (c is not winner, bool(c.broken), c.latency or float("inf")))
+    for c in order:
+        m = _metrics(c.record)
+        f = (lambda v, spec: format(v, spec) if v is not None else "-")
+        verdict = "BEST" if c is winner else ("meets all budgets (slower)" if not c.broken else "; ".join(c.broken))
+        lines.append(f"{c.name:22s} {f(m['latency_ms'], '9.3f'):>9s} {f(m['size_mb'], '8.2f'):>8s} "
+                     f"{f(-m['accuracy_drop'] if m['accuracy_drop'] is not None else None, '+7.2f'):>7s} "
+                     f"{f(m['cosine'], '8.4f'):>8s}  {verdict}")
+    return "\n".join(lines)
