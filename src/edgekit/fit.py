@@ -82,7 +82,7 @@ def explain(winner: Candidate | None, cands: list[Candidate], closest: dict, bud
     lines = []
     if winner:
         m = _metrics(winner.record)
-        acc = f", accuracy drop {m['accuracy_drop']:.2f} points" if m["accuracy_drop"] is not None else \
+        acc = f", accuracy drop {max(0.0, m['accuracy_drop']):.2f} points" if m["accuracy_drop"] is not None else \
             (f", cosine {m['cosine']:.4f}" if m["cosine"] is not None else "")
         lines.append(f"BEST on {device}: {winner.name}  ({m['latency_ms']:.3f} ms p50, {m['size_mb']:.2f} MB{acc})")
         lines.append(f"  artifact: {winner.record.get('artifact')}")
