@@ -14,6 +14,10 @@ def edgekit_cache(tmp_path_factory):
     """Every session starts with an empty conversion cache (the example weights are kept where
     EDGEKIT_TEST_CACHE says, to save retraining; they are deterministic)."""
     cache = tmp_path_factory.mktemp("edgekit-cache")
+    # the emulated ARM64 root is built once per machine, not per test session: keep pointing at it
+    from edgekit.devices.qemu import default_rootfs
+
+    os.environ.setdefault("EDGEKIT_QEMU_ROOTFS", str(default_rootfs()))
     old = os.environ.get("EDGEKIT_CACHE")
     keep = os.environ.get("EDGEKIT_TEST_CACHE")
     if keep and (Path(keep) / "examples").exists():
