@@ -3,7 +3,7 @@
 # and QEMU user-mode emulation + debootstrap for the emulated ARM64 device. Needs root and apt;
 # elsewhere it says what is missing and the tests that need it skip with that reason.
 set -euo pipefail
-PKGS=(openssh-server openssh-client iproute2 qemu-user-static binfmt-support debootstrap)
+PKGS=(openssh-server openssh-client iproute2 qemu-user-static binfmt-support debootstrap chromium)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 binfmt() {  # QEMU user-mode emulation of aarch64 binaries (the emulated ARM64 device)

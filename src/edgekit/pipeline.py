@@ -148,6 +148,7 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
 
     spec = get_spec(name)
     rows = []
+    progress = progress or (lambda msg: None)
     emit = emit or (lambda row: None)
     skip = skip or (lambda row: False)  # a resumed sweep: already measured
     todo = [(t, dict(r), res) for t, r, res in converted if not skip(dict(r, device={"name": name}))]

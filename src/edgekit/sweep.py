@@ -10,6 +10,7 @@ measurement is appended to ``<out>/results.jsonl`` at once; a rerun skips what i
 from __future__ import annotations
 
 import json
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -202,7 +203,10 @@ def _map_convert(args, workers: str, n: int):
     if workers == "ray":
         import ray
 
-        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        if not ray.is_initialized():
+            # RAY_ADDRESS joins an existing cluster; otherwise a local instance, kept on loopback
+            kw = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}
+            ray.init(include_dashboard=False, log_to_driver=False, **kw)
         task = ray.remote(_convert_job)
         return ray.get([task.remote(*a) for a in args])
     if n <= 1:
