@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--targets", default="onnx,onnx-int8,tflite,tflite-int8")
     p.add_argument("--out", default="out")
+    p.add_argument("--track", action="store_true", help="log the records to MLflow (one run per target, device)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: a local SQLite store in ./mlruns)")
     _add_model_args(p)
     _add_bench_args(p)
     _add_device_args(p, many=True)
@@ -220,9 +222,18 @@ def cmd_run(args) -> int:
     devices = args.device or ["local"]
     records = run(source, data, targets, Path(args.out), _bench_opts(args), devices=devices, progress=_progress,
                   device_wait=args.device_wait)
-    jsonl, md = save_records(records, Path(args.out))
+    paths = save_records(records, Path(args.out))
     print(table(records))
-    print(f"\nrecords: {jsonl}\nreport:  {md}")
+    print()
+    for kind, path in paths.items():
+        print(f"{kind + ':':9s}{path}")
+    if args.track:
+        from .tracking import log_records
+
+        res = log_records(records, tracking_uri=args.tracking_uri, artifacts=[paths["html"], paths["markdown"]]
+                          if "html" in paths else [])
+        print(f"mlflow:  {res.get('tracking_uri')} ({len(res.get('run_ids', []))} runs)"
+              + (f" WARNING: {res['warning']}" if res.get("warning") else ""))
     bad = [r for r in records if r.get("status") not in ("ok", "reference")]
     return 1 if bad else 0
 
@@ -474,7 +485,8 @@ def cmd_inspect(args) -> int:
 
 def cmd_report(args) -> int:
     from .gate import load
-    from .sweep import _latest_per_key, write_reports
+    from .report import write_reports
+    from .sweep import _latest_per_key
 
     records = _latest_per_key(load(args.records))
     src = Path(args.records)

@@ -208,17 +208,18 @@ def _source_size(source) -> int | None:
     return None
 
 
-def save_records(records: list[dict], out_root: Path) -> tuple[Path, Path]:
-    from .artifacts import append_jsonl, write_text
-    from .report import markdown
+def save_records(records: list[dict], out_root: Path) -> dict:
+    """Append the records to ``<out>/<model>/results.jsonl`` and write this run's reports
+    (Markdown, HTML with plots, CSV) beside it. Returns the paths by kind."""
+    from .artifacts import append_jsonl
+    from .report import write_reports
 
-    model = records[0]["model"]
-    folder = Path(out_root) / model
+    folder = Path(out_root) / records[0]["model"]
     jsonl = folder / "results.jsonl"
     append_jsonl(jsonl, records)
-    md = folder / "report.md"
-    write_text(md, markdown(records))
-    return jsonl, md
+    paths = {"records": jsonl}
+    paths.update(write_reports(records, folder, f"edgekit report: {records[0]['model']}"))
+    return paths
 
 
 def runtime_for(artifact: Path) -> str:

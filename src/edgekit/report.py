@@ -126,3 +126,18 @@ def markdown(records: list[dict]) -> str:
 def load_records(path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def write_reports(records: list[dict], out, title: str) -> dict:
+    """report.md, report.html (self-contained, with plots) and results.csv in ``out``."""
+    from pathlib import Path
+
+    from .artifacts import write_text
+    from .report_html import csv_report, write_html
+
+    out = Path(out)
+    paths = {"markdown": out / "report.md", "html": out / "report.html", "csv": out / "results.csv"}
+    write_text(paths["markdown"], markdown(records))
+    write_html(records, paths["html"], title=title)
+    write_text(paths["csv"], csv_report(records))
+    return paths

@@ -191,7 +191,9 @@ def run_sweep(suite: Suite, workers: str = "local") -> dict:
     from .report import load_records
 
     every = _latest_per_key(load_records(results))
-    reports = write_reports(every, out, suite.name)
+    from .report import write_reports
+
+    reports = write_reports(every, out, f"edgekit sweep: {suite.name}")
     tracking = None
     if suite.tracking:
         tracking = _track(every, suite, reports)
@@ -262,23 +264,6 @@ def _latest_per_key(records: list[dict]) -> list[dict]:
         key = (r.get("model"), r.get("target"), (r.get("device") or {}).get("name"))
         latest[key] = r
     return list(latest.values())
-
-
-def write_reports(records: list[dict], out: Path, title: str) -> dict:
-    from .artifacts import write_text
-    from .report import markdown
-
-    paths = {"markdown": out / "report.md", "csv": out / "results.csv"}
-    write_text(paths["markdown"], markdown(records))
-    try:
-        from .report_html import csv_report, write_html
-
-        write_text(paths["csv"], csv_report(records))
-        paths["html"] = out / "report.html"
-        write_html(records, paths["html"])
-    except ImportError:  # pragma: no cover - report_html ships with edgekit
-        paths.pop("csv")
-    return paths
 
 
 def _track(records, suite, reports):

@@ -12,7 +12,10 @@ its result, and returns. The one exception is :class:`~edgekit.errors.MissingExt
 is not installed: tracking was explicitly asked for, so silently skipping it would hide a
 misconfiguration. Call :func:`check_available` before a long run to fail fast instead.
 
-MLflow is imported lazily; it logs to stderr, never to stdout.
+MLflow is imported lazily. Its logging goes to stderr; the "View run" links it prints to stdout
+for a tracking server are caught and the useful ones moved to stderr, so stdout stays the caller's.
+For an HTTP server a one-shot ``/health`` request (5 s) runs first, so a server that is down warns
+at once instead of MLflow retrying for minutes.
 """
 from __future__ import annotations
 
@@ -367,7 +370,8 @@ def log_records(records, tracking_uri: str | None = None, experiment: str = "edg
         if len(msg) > 600:
             msg = msg[:597] + "..."
         logged = len(result["run_ids"])
-        result["warning"] = (f"experiment tracking to {uri} failed ({type(e).__name__}: {msg}); "
+        what = msg if isinstance(e, _TrackingFailed) else f"{type(e).__name__}: {msg}"
+        result["warning"] = (f"experiment tracking to {uri} failed ({what}); "
                              f"{logged} of {len(records)} record(s) logged. The results files are unaffected.")
         if result["parent_run_id"]:
             _terminate_quietly(client, result["parent_run_id"], "FAILED")
