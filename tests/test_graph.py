@@ -1,5 +1,4 @@
 """The planner and the executor, on fake converters (no framework needed)."""
-from pathlib import Path
 
 import pytest
 

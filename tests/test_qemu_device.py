@@ -73,7 +73,7 @@ def test_push_pull_roundtrip(device, tmp_path):
     assert code == 0, err
     assert out.split()[0] == hashlib.sha256(payload).hexdigest()
     # a file written on the device comes back
-    code, _, err = device.run(["{python}", "-c", f"open('made.txt', 'w').write('hi from ' + __import__('platform').machine())"])
+    code, _, err = device.run(["{python}", "-c", "open('made.txt', 'w').write('hi from ' + __import__('platform').machine())"])
     assert code == 0, err
     device.pull(f"{device.workdir()}/made.txt", tmp_path / "made.txt")
     assert (tmp_path / "made.txt").read_text() == "hi from aarch64"
