@@ -151,53 +151,58 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
     progress = progress or (lambda msg: None)
     emit = emit or (lambda row: None)
     skip = skip or (lambda row: False)  # a resumed sweep: already measured
-    todo = [(t, dict(r), res) for t, r, res in converted if not skip(dict(r, device={"name": name}))]
+    todo = [(t, dict(r), res) for t, r, res in converted]
     try:
         with lease(name, device_wait), open_device(spec) as device:
             session, probe = None, None
-            for target, row, result in todo:
-                row["device"] = {"name": name, "kind": spec.kind, "emulated": device.emulated,
-                                 "labels": dict(spec.labels)}
-                if result is None:
+            try:
+                for target, row, result in todo:
+                    if skip(dict(row, device={"name": name})):  # asked per row: a sweep can stop in between
+                        rows.append(None)
+                        continue
+                    row["device"] = {"name": name, "kind": spec.kind, "emulated": device.emulated,
+                                     "labels": dict(spec.labels)}
+                    if result is None:
+                        rows.append(row)
+                        emit(row)
+                        continue
+                    progress(f"{target.name} on {name}: parity and benchmark")
+                    try:
+                        if session is None:  # (re)start the persistent worker: one per device, or after a crash
+                            session = RunnerSession(device)
+                            probe = session.env()
+                        row["device"] = device_record(device, probe)
+                        m = measure_in(session, result.artifact, target.runtime, dataset, ref_out, target.tolerance,
+                                       bench)
+                    except RunnerError as e:
+                        row.update(status="run_failed", reason=str(e))
+                        rows.append(row)
+                        emit(row)
+                        if session is not None:
+                            session.close()
+                        session = None
+                        continue
+                    row.update(m)
+                    p = m["parity"]
+                    row["status"] = "ok" if p["passed"] else "parity_failed"
+                    if not p["passed"]:
+                        row["reason"] = "; ".join(p["failures"])
+                    if name == "local" and ref_bench["p50_ms"] and m["bench"]["p50_ms"]:
+                        row["speedup_vs_source"] = ref_bench["p50_ms"] / m["bench"]["p50_ms"]
                     rows.append(row)
                     emit(row)
-                    continue
-                progress(f"{target.name} on {name}: parity and benchmark")
-                try:
-                    if session is None:  # (re)start the persistent worker: one per device, or after a crash
-                        session = RunnerSession(device)
-                        probe = session.env()
-                    row["device"] = device_record(device, probe)
-                    m = measure_in(session, result.artifact, target.runtime, dataset, ref_out, target.tolerance,
-                                   bench)
-                except RunnerError as e:
-                    row.update(status="run_failed", reason=str(e))
-                    rows.append(row)
-                    emit(row)
-                    if session is not None:
-                        session.close()
-                    session = None
-                    continue
-                row.update(m)
-                p = m["parity"]
-                row["status"] = "ok" if p["passed"] else "parity_failed"
-                if not p["passed"]:
-                    row["reason"] = "; ".join(p["failures"])
-                if name == "local" and ref_bench["p50_ms"] and m["bench"]["p50_ms"]:
-                    row["speedup_vs_source"] = ref_bench["p50_ms"] / m["bench"]["p50_ms"]
-                rows.append(row)
-                emit(row)
-            if session is not None:
-                session.close()
+            finally:  # also on Ctrl-C or a failure: the worker never outlives the run
+                if session is not None:
+                    session.close()
     except EdgekitError as e:  # the device itself failed: every pending row says so, the run goes on
-        done = {r["target"] for r in rows}
-        for target, row, _ in todo:
+        done = {r["target"] for r in rows if r}
+        for target, row, _ in todo[len(rows):]:
             if target.name not in done:
                 row.update(status="run_failed", reason=str(e),
                            device={"name": name, "kind": spec.kind, "emulated": spec.kind == "qemu-arm64"})
                 rows.append(row)
                 emit(row)
-    return rows
+    return [r for r in rows if r is not None]
 
 
 def _source_size(source) -> int | None:

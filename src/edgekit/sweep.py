@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -173,19 +175,23 @@ def run_sweep(suite: Suite, workers: str = "local") -> dict:
     n_meas = sum(len(v) for v in converted.values()) * len(suite.devices)
     bar = Progress("measure", n_meas)
 
+    stop = threading.Event()  # set on Ctrl-C: each device finishes its current measurement, then stops
+
     def emit(row):
         append_jsonl(results, [row])
         records.append(row)
         bar.step(f"{row['model']}/{row['target']}@{row['device']['name']} {row.get('status')}")
 
     def skip(row):
+        if stop.is_set():
+            raise _Stopped()
         key = (row.get("source_sha256"), row.get("target"), row["device"]["name"], row.get("artifact_sha256"))
         if key in done:
             bar.step(f"{row['model']}/{row['target']}@{row['device']['name']} (done before)")
             return True
         return False
 
-    _measure_all(suite, models, converted, bench, emit, skip, workers)
+    _measure_all(suite, models, converted, bench, emit, skip, workers, stop)
 
     # 4. reports from every record of this sweep's file (resumed runs included)
     from .report import load_records
@@ -215,8 +221,14 @@ def _map_convert(args, workers: str, n: int):
         return [_convert_job(*a) for a in args]
     import multiprocessing
 
-    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+    try:
         return list(pool.map(_convert_job, *zip(*args)))
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _measure_device(name, models, converted, bench, emit, skip, wait):
@@ -229,7 +241,7 @@ def _measure_device(name, models, converted, bench, emit, skip, wait):
     return rows
 
 
-def _measure_all(suite, models, converted, bench, emit, skip, workers):
+def _measure_all(suite, models, converted, bench, emit, skip, workers, stop):
     wait = 3600.0  # a sweep queues behind other users of a device instead of failing
     if workers == "ray":
         import ray
@@ -251,11 +263,25 @@ def _measure_all(suite, models, converted, bench, emit, skip, workers):
                 if not skip(row):
                     emit(row)
         return
-    with ThreadPoolExecutor(max_workers=max(1, len(suite.devices))) as pool:
-        futures = [pool.submit(_measure_device, d, models, converted, bench, emit, skip, wait)
-                   for d in suite.devices]
+    pool = ThreadPoolExecutor(max_workers=max(1, len(suite.devices)))
+    futures = [pool.submit(_measure_device, d, models, converted, bench, emit, skip, wait) for d in suite.devices]
+    try:
+        while not all(f.done() for f in futures):
+            time.sleep(0.2)  # the main thread stays free to take Ctrl-C
         for f in futures:
-            f.result()
+            try:
+                f.result()
+            except _Stopped:
+                pass
+    except KeyboardInterrupt:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+class _Stopped(Exception):
+    """The sweep was interrupted: a device thread stops before its next measurement."""
 
 
 def _latest_per_key(records: list[dict]) -> list[dict]:
