@@ -110,8 +110,9 @@ def test_sweep_both_examples_on_two_devices_resumes_and_reports(tmp_path, sshd):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert parents and len(children) >= len(expect)
     one = next(r for r in children if r.data.params.get("target") == "onnx-int8"
-               and r.data.params.get("device") == "test-host" and "digits" in r.info.run_name)
+               and r.data.params.get("device.name") == "test-host" and "digits" in r.info.run_name)
     assert one.data.metrics["p50_ms"] > 0 and one.data.metrics["size_bytes"] > 0
+    assert one.data.params["version.onnxruntime"] and one.data.tags["status"] == "ok"
 
 
 @pytest.mark.onnx
