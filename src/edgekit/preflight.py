@@ -53,6 +53,10 @@ TFLITE_INT8_FLOAT = {
     "CumSum": "CUMSUM has no int8 kernel",
     "Elu": "ELU has no int8 kernel",
 }
+# ... and the ops measured int8 there (the one-op models above, the digits CNN, an embedding).
+TFLITE_INT8_MEASURED = {"MatMul", "Gemm", "Conv", "Relu", "MaxPool", "Reshape", "Add", "Mul", "Gather", "Abs",
+                        "LayerNormalization", "Softmax", "Gelu", "Div", "Sqrt", "Reciprocal", "Exp", "Log", "Pow",
+                        "Sigmoid", "Tanh", "Softplus", "HardSwish", "LeakyRelu", "PRelu"}
 # Integer model inputs (token ids) are not quantized: used as Gather indices they stay integer and
 # the model is still full integer (measured: an int64-ids embedding converts to tflite-int8 and
 # tflite-int8-io); but an integer input cast to float inside the model (an attention mask)
@@ -134,8 +138,8 @@ def inspect_model(source, target) -> dict:
         rows.append({"op": op, "domain": domain, "count": n, "status": status, "why": "; ".join(dict.fromkeys(whys))})
     if facts["int_inputs"] and not facts["int_casts"] and _full_integer_tflite(onnx_edges, recipe):
         names = ", ".join(f"{n} ({t})" for n, t in facts["int_inputs"].items())
-        env.notes.append(f"integer inputs {names} are not quantized: used only as indices they keep the model "
-                         f"full integer, and stay integer in the artifact")
+        env.notes.append(f"integer inputs {names} are not quantized and reach no Cast to float: they stay "
+                         f"integer in the artifact, and as indices (token ids into Gather) keep it full integer")
     result["ops"] = rows
     result["notes"] += env.notes
     if route.blocked:
@@ -336,8 +340,10 @@ def _judge(domain: str, op: str, edges: list[str], target: Target, recipe, env: 
             if op in TFLITE_INT8_FLOAT:
                 out.append(("fallback", (f"no int8 kernel: {TFLITE_INT8_FLOAT[op]}; the full-integer converter "
                                          f"keeps it float, and {target.name} rejects float kernels")))
-            elif op not in NEUTRAL_OPS:
+            elif op in TFLITE_INT8_MEASURED:
                 out.append(("ok", "int8 kernel"))
+            elif op not in NEUTRAL_OPS:
+                out.append(("ok", "int8 assumed (not among the ops known to stay float)"))
         elif kind == "int8-dynamic":
             if op in TFLITE_WEIGHT_OPS:
                 out.append(("ok", "int8 weights (dynamic range)"))
