@@ -49,6 +49,7 @@ def main() -> None:
         params = dict(warmup=20, min_runs=300, min_seconds=1.0)
         rows = {}
         with sshd_host() as host:
+            where = f"sshd in a network namespace ({host.host}, veth)" if host.netns else "sshd on loopback"
             for label, make in (("local", LocalDevice), ("ssh", host.device)):
                 t = {}
                 t0 = time.perf_counter()
@@ -74,7 +75,6 @@ def main() -> None:
                 s.close()
                 dev.close()
                 rows[label] = t
-    where = "sshd in a network namespace (veth)" if host.netns else "sshd on loopback"
     print(f"\nSSH device overhead, digits CNN onnx-int8, {where}")
     print(f"{'':44s} {'local ms':>10s} {'ssh ms':>10s} {'ssh-local':>10s} {'ssh/local':>10s}")
     for k in rows["local"]:
