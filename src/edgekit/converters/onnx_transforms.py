@@ -1,6 +1,8 @@
 """ONNX -> ONNX transform edges that apply a recipe: float16, dynamic int8, static int8 (QDQ)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 from pathlib import Path
 
@@ -165,7 +167,8 @@ class QuantizedOnnxFromOnnx(Converter):
         if ctx.recipe.quantize_ops:
             extra["op_types_to_quantize"] = list(ctx.recipe.quantize_ops)
         op_types = extra.pop("op_types_to_quantize", None)
-        quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=cal.per_channel,
-                        op_types_to_quantize=op_types,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
-                        nodes_to_exclude=keep, extra_options=extra)
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
+            quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=cal.per_channel,
+                            op_types_to_quantize=op_types,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=method, nodes_to_exclude=keep, extra_options=extra)
