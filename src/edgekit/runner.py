@@ -186,13 +186,16 @@ RUNTIMES = {"onnxruntime": OnnxRuntimeModel, "litert": LiteRtModel}
 
 
 def _lookup(feed: dict, name: str):
+    """The data array for model input ``name``: exact, then the converter-decorated name's core
+    (``serving_default_x:0`` -> ``x``), then a unique prefix match, then the only array there is."""
     if name in feed:
         return feed[name]
-    # converters may decorate names (``serving_default_x:0``, ``x_1``): match on the core name
     core = name.split(":")[0].replace("serving_default_", "")
-    for key, value in feed.items():
-        if key == core or core.startswith(key) or key.startswith(core):
-            return value
+    if core in feed:
+        return feed[core]
+    close = [k for k in feed if core.startswith(k) or k.startswith(core)]
+    if len(close) == 1:
+        return feed[close[0]]
     if len(feed) == 1:
         return next(iter(feed.values()))
     raise KeyError(f"the model's input '{name}' is not in the data (which has {sorted(feed)})")
