@@ -81,11 +81,11 @@ def test_corrupt_artifact_fails_cleanly(tmp_path):
 
 
 def test_input_names_are_matched_exactly_before_loosely():
-    from edgekit.runner import _lookup
+    from edgekit.runner import lookup_input
 
     feed = {"x": 1, "x_mask": 2}
-    assert _lookup(feed, "serving_default_x_mask:0") == 2
-    assert _lookup(feed, "serving_default_x:0") == 1
-    assert _lookup({"input_ids": 3}, "input_ids_1") == 3
+    assert lookup_input(feed, "serving_default_x_mask:0") == 2
+    assert lookup_input(feed, "serving_default_x:0") == 1
+    assert lookup_input({"input_ids": 3}, "input_ids_1") == 3
     with pytest.raises(KeyError):
-        _lookup({"a": 1, "b": 2}, "c")
+        lookup_input({"a": 1, "b": 2}, "c")

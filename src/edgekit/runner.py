@@ -107,7 +107,7 @@ class OnnxRuntimeModel(Model):
     def prepare(self, feed):
         out = {}
         for spec in self.input_specs():
-            a = _lookup(feed, spec["name"])
+            a = lookup_input(feed, spec["name"])
             out[spec["name"]] = np.ascontiguousarray(a.astype(spec["dtype"], copy=False))
         return out
 
@@ -154,7 +154,7 @@ class LiteRtModel(Model):
     def prepare(self, feed):
         out = {}
         for name, d in self.in_details.items():
-            a = _lookup(feed, name)
+            a = lookup_input(feed, name)
             dtype = np.dtype(d["dtype"])
             scale, zero = d.get("quantization", (0.0, 0))
             if dtype.kind in "iu" and a.dtype.kind == "f" and scale:
@@ -185,7 +185,7 @@ class LiteRtModel(Model):
 RUNTIMES = {"onnxruntime": OnnxRuntimeModel, "litert": LiteRtModel}
 
 
-def _lookup(feed: dict, name: str):
+def lookup_input(feed: dict, name: str):
     """The data array for model input ``name``: exact, then the converter-decorated name's core
     (``serving_default_x:0`` -> ``x``), then a unique prefix match, then the only array there is."""
     if name in feed:

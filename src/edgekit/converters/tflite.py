@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import ConversionError, UnsupportedOperator
 from ..graph import Converter
+from ..runner import lookup_input
 from .onnx_ops import check_standard_ops, op_types
 
 ONNX2TF_TIMEOUT_S = 1800
@@ -134,15 +135,11 @@ def _representative(ctx, signature_inputs: dict):
     n = min(ctx.data.n_calib, ctx.recipe.calibration.samples)
 
     def pick(name):
-        if name in data:
-            return data[name]
-        core = name.split(":")[0]
-        for k, v in data.items():
-            if k == core or core.endswith(k) or k.endswith(core):
-                return v
-        if len(data) == 1:
-            return next(iter(data.values()))
-        raise ConversionError("calibration", f"no calibration array for input '{name}' (have {sorted(data)}).")
+        try:
+            return lookup_input(data, name)
+        except KeyError as e:
+            raise ConversionError("calibration", f"no calibration array for input '{name}' (have {sorted(data)}).") \
+                from e
 
     def gen():
         for i in range(n):
