@@ -323,7 +323,18 @@ def _mount_script(host: SshdHost, home: str) -> str:
         for s, target in binds:
             lines.append(f"mkdir -p {shlex.quote(target)} && mount --bind {shlex.quote(str(s))} {shlex.quote(target)}")
     lines.append(f"mount --bind {shlex.quote(str(d / 'home'))} {shlex.quote(home)}")
+    # the host gets a private /tmp; a Python that lives under /tmp (a checkout there) is bound back in
+    keep = sorted({Path(p).parts[2] for p in _python_paths() if len(Path(p).parts) > 2 and Path(p).parts[1] == "tmp"})
+    kept = []
+    for child in keep:
+        s = d / "stash" / str(stash)
+        stash += 1
+        s.mkdir(parents=True)
+        lines.append(f"mount --bind {shlex.quote(os.path.join('/tmp', child))} {shlex.quote(str(s))}")
+        kept.append((s, os.path.join("/tmp", child)))
     lines.append(f"mount --bind {shlex.quote(str(d / 'rtmp'))} /tmp")
+    for s, target in kept:
+        lines.append(f"mkdir -p {shlex.quote(target)} && mount --bind {shlex.quote(str(s))} {shlex.quote(target)}")
     lines.append("mount -t tmpfs -o size=1m,mode=1777 edgekit-small /tmp/small")
     return "\n".join(lines) + "\n"
 
