@@ -101,7 +101,9 @@ class TfReference(Reference):
     label = "tensorflow fp32"
 
     def __init__(self, source):
-        import tensorflow as tf
+        from .lazy import import_quietly
+
+        tf = import_quietly("tensorflow", "tflite", "A TensorFlow source")
 
         self.tf = tf
         if source.format == "keras":

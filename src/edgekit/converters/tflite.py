@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import ConversionError, UnsupportedOperator
 from ..graph import Converter
+from ..lazy import import_quietly, native_output_silenced
 from ..runner import lookup_input
 from .onnx_ops import check_standard_ops, op_types
 
@@ -86,7 +87,7 @@ def _last_error(text: str) -> str:
 
 
 def _tflite_convert(make_converter, out_dir: Path, ctx, edge: str, signature_inputs: dict) -> Path:
-    import tensorflow as tf
+    tf = import_quietly("tensorflow", "tflite", "The TFLite converter")
 
     converter = make_converter()
     recipe, target = ctx.recipe, ctx.target
@@ -105,7 +106,8 @@ def _tflite_convert(make_converter, out_dir: Path, ctx, edge: str, signature_inp
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
     try:
-        blob = converter.convert()
+        with native_output_silenced():
+            blob = converter.convert()
     except Exception as e:
         text = str(e)
         import re
@@ -156,7 +158,7 @@ class TfliteFromSavedModel(Converter):
     tools = ("tensorflow",)
 
     def convert(self, artifact, out_dir, ctx):
-        import tensorflow as tf
+        tf = import_quietly("tensorflow", "tflite", "The TFLite converter")
 
         loaded = tf.saved_model.load(str(artifact.path))
         sig = loaded.signatures["serving_default"]
@@ -177,7 +179,7 @@ class TfliteFromKeras(Converter):
     tools = ("tensorflow", "keras")
 
     def convert(self, artifact, out_dir, ctx):
-        import tensorflow as tf
+        tf = import_quietly("tensorflow", "tflite", "The TFLite converter")
 
         model = artifact.obj
         inputs = {t.name.split(":")[0]: np.dtype(t.dtype if isinstance(t.dtype, str) else t.dtype.name)
