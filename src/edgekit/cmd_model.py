@@ -95,7 +95,6 @@ def cmd_parity(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    import numpy as np
 
     from .pipeline import bench_summary, runtime_for
     from .session import RunnerSession
@@ -110,20 +109,12 @@ def cmd_bench(args) -> int:
 
     with using(args.device, args.device_wait) as dev, RunnerSession(dev) as s:
         loaded = s.load(artifact, runtime_for(artifact), threads=opts.threads)
-        if args.data:
-            from .data import load_data
-            from .signature import TensorSpec
+        from .data import load_data, random_dataset
+        from .signature import TensorSpec
 
-            specs = [TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in loaded["inputs"]]
-            sample = load_data(args.data, specs).bench_sample()
-            synthetic = False
-        else:
-            rng = np.random.default_rng(0)
-            sample = {i["name"]: (rng.standard_normal([d or 1 for d in i["shape"]]).astype(np.float32)
-                                  if i["dtype"].startswith("float") else
-                                  rng.integers(0, 100, [d or 1 for d in i["shape"]]).astype(i["dtype"]))
-                      for i in loaded["inputs"]}
-            synthetic = True
+        specs = [TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in loaded["inputs"]]
+        data = load_data(args.data, specs) if args.data else random_dataset(specs)
+        sample, synthetic = data.bench_sample(), data.synthetic
         raw = s.bench(sample, **opts.params())
         env = s.env()
     b = bench_summary(raw, opts.threads)

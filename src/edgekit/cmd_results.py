@@ -27,7 +27,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .gate import Budgets, compare, format_result, load
+    from .gate import Budgets, compare, format_result
+    from .report import load_records as load
 
     budgets = Budgets(args.latency_budget / 100, args.size_budget / 100, args.accuracy_budget, args.cosine_budget)
     res = compare(load(args.baseline), load(args.current), budgets)
@@ -67,11 +68,9 @@ def cmd_fit(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .gate import load
-    from .report import write_reports
-    from .sweep import _latest_per_key
+    from .report import latest_records, load_records, write_reports
 
-    records = _latest_per_key(load(args.records))
+    records = list(latest_records(load_records(args.records)).values())
     src = Path(args.records)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
     paths = write_reports(records, out, src.stem)

@@ -7,11 +7,9 @@ metric drops are compared against their own budgets. Records are matched on
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .errors import DataError, SourceNotFound
+from .report import latest_records
 
 
 @dataclass(frozen=True)
@@ -48,40 +46,14 @@ class GateResult:
         return not self.regressions
 
 
-def load(path) -> list[dict]:
-    path = Path(path)
-    files = sorted(path.rglob("results.jsonl")) if path.is_dir() else [path]
-    if not files or not all(f.exists() for f in files):
-        raise SourceNotFound(f"No records at '{path}'.", "Pass a results.jsonl file or a folder holding them.")
-    rows = []
-    for f in files:
-        for n, line in enumerate(f.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    raise DataError(f"'{f}' line {n} is not JSON.", "Pass the records edgekit wrote.") from None
-    return rows
-
-
-def latest(records: list[dict]) -> dict[tuple, dict]:
-    out = {}
-    for r in records:
-        if r.get("target") == "source":
-            continue
-        key = (r.get("model"), r.get("target"), (r.get("device") or {}).get("name", "local"))
-        if key not in out or str(r.get("run_id", "")) >= str(out[key].get("run_id", "")):
-            out[key] = r
-    return out
-
-
 def _worst_cosine(r):
     outs = (r.get("parity") or {}).get("outputs") or []
     return min((o["cosine_mean"] for o in outs), default=None)
 
 
 def compare(baseline: list[dict], current: list[dict], budgets: Budgets = Budgets()) -> GateResult:
-    base, cur = latest(baseline), latest(current)
+    base = latest_records(baseline, include_source=False)
+    cur = latest_records(current, include_source=False)
     res = GateResult(missing=sorted(set(base) - set(cur)), new=sorted(set(cur) - set(base)))
     for key in sorted(set(base) & set(cur)):
         b, c = base[key], cur[key]

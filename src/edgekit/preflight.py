@@ -6,8 +6,8 @@ target, which of them the converters on that route and the target's runtime supp
     'will convert'
     >>> print(format_preflight(r))
 
-Operators come from the ONNX file (an ONNX source) or from an ONNX export made in a temporary
-folder by the route's first edge (a torch source: the same exporter ``convert`` would run).
+Operators come from the ONNX file (an ONNX source) or from the ONNX export of the route's first
+edge (a torch source), run through the conversion cache so that a later ``convert`` reuses it.
 Keras and SavedModel sources go straight to the TFLite converter and are not inspected.
 
 Each operator gets one status:
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import tempfile
 from pathlib import Path
 
 from .errors import EdgekitError
@@ -74,7 +73,6 @@ NEUTRAL_OPS = {"Shape", "Size", "Constant", "ConstantOfShape", "Identity", "Rang
 # Edges that refuse operators outside the standard domains (onnx_ops.check_standard_ops).
 ONNX_READERS = ("SavedModelFromOnnx", "QuantizedOnnxFromOnnx", "Fp16OnnxFromOnnx")
 
-_TORCH_FACTS: dict = {}  # (source digest, exporter edge) -> onnx_facts: one export per model and process
 
 
 # ------------------------------------------------------------------ public API
@@ -242,21 +240,19 @@ def _onnx_part(route, source_format: str) -> list | None:
 
 def _facts_of(source, route) -> tuple[dict, str]:
     """The ONNX facts of the model: read from an ONNX source, or from a temporary export by the
-    route's first edge (a torch source; cached for the process)."""
+    route's first edge (a torch source), cached like any conversion step."""
     if source.format == "onnx":
         return onnx_facts(source.path), f"operators read from {Path(source.path).name}"
     first = route.edges[0]  # _onnx_part found ONNX: a torch source's first edge exports to it
     dynamo = first.name() != "OnnxFromTorchTrace"
-    key = (source.digest, first.name())
-    if key not in _TORCH_FACTS:
-        from .converters.onnx_from_torch import _export
+    # the route's own first step, through the conversion cache: a later `convert` reuses this export
+    from .convert import run_edge
 
-        with tempfile.TemporaryDirectory(prefix="edgekit-preflight-") as tmp:
-            ctx = ConvertContext(get_target("onnx"), None, source)
-            path = _export(Artifact("torch", source.digest, None, source.obj), Path(tmp), ctx, first.name(), dynamo)
-            _TORCH_FACTS[key] = onnx_facts(path)
-    how = f"operators of a temporary ONNX export ({first.name()}, {'dynamo' if dynamo else 'TorchScript'} exporter)"
-    return _TORCH_FACTS[key], how
+    onnx_art, _ = run_edge(first, Artifact("torch", source.digest, None, source.obj),
+                           ConvertContext(get_target("onnx"), None, source))
+    facts = onnx_facts(onnx_art.path)
+    how = f"operators of the route's ONNX export ({first.name()}, {'dynamo' if dynamo else 'TorchScript'} exporter)"
+    return facts, how
 
 
 # ------------------------------------------------------------------ judging one operator

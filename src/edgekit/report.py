@@ -124,8 +124,36 @@ def markdown(records: list[dict]) -> str:
 
 
 def load_records(path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Records from a results.jsonl file, or from every results.jsonl below a folder."""
+    from pathlib import Path
+
+    from .errors import DataError, SourceNotFound
+
+    path = Path(path)
+    files = sorted(path.rglob("results.jsonl")) if path.is_dir() else [path]
+    if not files or not all(f.exists() for f in files):
+        raise SourceNotFound(f"No records at '{path}'.", "Pass a results.jsonl file or a folder holding them.")
+    rows = []
+    for f in files:
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    raise DataError(f"'{f}' line {n} is not JSON.", "Pass the records edgekit wrote.") from None
+    return rows
+
+
+def latest_records(records: list[dict], include_source: bool = True) -> dict[tuple, dict]:
+    """The newest record per (model, target, device): results files are appended run after run."""
+    out: dict[tuple, dict] = {}
+    for r in records:
+        if r.get("target") == "source" and not include_source:
+            continue
+        key = (r.get("model"), r.get("target"), (r.get("device") or {}).get("name", "local"))
+        if key not in out or str(r.get("run_id", "")) >= str(out[key].get("run_id", "")):
+            out[key] = r
+    return out
 
 
 def write_reports(records: list[dict], out, title: str) -> dict:

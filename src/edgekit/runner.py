@@ -22,6 +22,18 @@ import numpy as np
 PROTOCOL = 1
 
 
+def _status_kb(field: str) -> int | None:
+    """A ``/proc/self/status`` memory figure in KB (``VmRSS``, ``VmHWM``), or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _reset_peak_rss() -> int:
     """Reset this process's peak-RSS mark (Linux: ``5`` > clear_refs) so that each artifact loaded
     into a persistent worker gets its own peak; return the current RSS in KB."""
@@ -30,26 +42,16 @@ def _reset_peak_rss() -> int:
             f.write("5")
     except OSError:
         pass
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return _rss_kb()
+    rss = _status_kb("VmRSS")
+    return rss if rss is not None else _rss_kb()
 
 
 def _rss_kb() -> int:
     """Peak resident memory of this process in KB. VmHWM belongs to the current program image;
     ru_maxrss would carry over the parent's peak across fork+exec."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
+    peak = _status_kb("VmHWM")
+    if peak is not None:
+        return peak
     try:
         import resource
 

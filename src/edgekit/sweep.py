@@ -194,9 +194,9 @@ def run_sweep(suite: Suite, workers: str = "local") -> dict:
     _measure_all(suite, models, converted, bench, emit, skip, workers, stop)
 
     # 4. reports from every record of this sweep's file (resumed runs included)
-    from .report import load_records
+    from .report import latest_records, load_records
 
-    every = _latest_per_key(load_records(results))
+    every = list(latest_records(load_records(results)).values())
     from .report import write_reports
 
     reports = write_reports(every, out, f"edgekit sweep: {suite.name}")
@@ -282,14 +282,6 @@ def _measure_all(suite, models, converted, bench, emit, skip, workers, stop):
 
 class _Stopped(Exception):
     """The sweep was interrupted: a device thread stops before its next measurement."""
-
-
-def _latest_per_key(records: list[dict]) -> list[dict]:
-    latest = {}
-    for r in records:
-        key = (r.get("model"), r.get("target"), (r.get("device") or {}).get("name"))
-        latest[key] = r
-    return list(latest.values())
 
 
 def _track(records, suite, reports):
