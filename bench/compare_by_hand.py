@@ -110,11 +110,11 @@ def by_hand(work: Path, calib: np.ndarray, sample: np.ndarray, seconds: float) -
 
 
 def through_edgekit(out: Path, seconds: float) -> dict:
-    from edgekit.convert import convert
-    from edgekit.data import load_data
-    from edgekit.pipeline import BenchOptions, measure
-    from edgekit.sources import load_source
-    from edgekit.specs import get_target
+    from edgekit.core.convert import convert
+    from edgekit.core.data import load_data
+    from edgekit.core.pipeline import BenchOptions, measure
+    from edgekit.core.sources import load_source
+    from edgekit.core.specs import get_target
 
     src = load_source(str(ROOT / "examples" / "digits_cnn.py") + ":build")
     data = load_data("digits", src.inputs)

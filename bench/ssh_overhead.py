@@ -31,14 +31,14 @@ def median_ms(fn, n=50) -> float:
 
 
 def main() -> None:
-    from edgekit import runner as runner_module
-    from edgekit.convert import convert
-    from edgekit.data import load_data
+    from edgekit.runner import worker as runner_module
+    from edgekit.core.convert import convert
+    from edgekit.core.data import load_data
     from edgekit.devices import LocalDevice
-    from edgekit.pipeline import bench_summary
-    from edgekit.session import RunnerSession
-    from edgekit.sources import load_source
-    from edgekit.specs import get_target
+    from edgekit.core.pipeline import bench_summary
+    from edgekit.core.session import RunnerSession
+    from edgekit.core.sources import load_source
+    from edgekit.core.specs import get_target
     from tests.sshd_host import sshd_host
 
     with tempfile.TemporaryDirectory() as tmp:

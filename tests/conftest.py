@@ -32,20 +32,20 @@ def edgekit_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits_source():
-    from edgekit.sources import load_source
+    from edgekit.core.sources import load_source
 
     return load_source(str(ROOT / "examples" / "digits_cnn.py") + ":build")
 
 
 @pytest.fixture(scope="session")
 def digits_data(digits_source):
-    from edgekit.data import load_data
+    from edgekit.core.data import load_data
 
     return load_data("digits", digits_source.inputs)
 
 
 @pytest.fixture(scope="session")
 def digits_reference(digits_source, digits_data):
-    from edgekit.reference import TorchReference
+    from edgekit.core.reference import TorchReference
 
     return TorchReference(digits_source).outputs(digits_data.eval)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from edgekit.data import load_data, split_arrays
-from edgekit.errors import DataError, UnknownName
-from edgekit.signature import TensorSpec
+from edgekit.core.data import load_data, split_arrays
+from edgekit.core.errors import DataError, UnknownName
+from edgekit.core.signature import TensorSpec
 
 
 def test_npz_with_labels_is_split_disjointly(tmp_path):
@@ -66,7 +66,7 @@ def test_split_needs_two_samples():
 
 
 def test_digits_builtin_is_held_out_from_training():
-    from edgekit.data import digits_split
+    from edgekit.core.data import digits_split
 
     (xt, _), (xe, ye) = digits_split()
     ds = load_data("digits")

@@ -4,12 +4,12 @@ import textwrap
 
 import pytest
 
-from edgekit.convert import convert
-from edgekit.data import load_data
-from edgekit.pipeline import measure
-from edgekit.reference import TorchReference
-from edgekit.sources import load_source
-from edgekit.specs import get_target
+from edgekit.core.convert import convert
+from edgekit.core.data import load_data
+from edgekit.core.pipeline import measure
+from edgekit.core.reference import TorchReference
+from edgekit.core.sources import load_source
+from edgekit.core.specs import get_target
 
 pytestmark = pytest.mark.tflite
 
@@ -48,13 +48,13 @@ def test_onnx2tf_failure_falls_back_to_litert_torch(tmp_path):
 
 
 def test_litert_torch_static_int8_gives_int8_io(digits_source, digits_data, tmp_path):
-    from edgekit.tflite_inspect import float_kernels, io_types
+    from edgekit.backends.tflite.kernels import float_kernels, io_types
 
     result = convert(digits_source, get_target("tflite-int8-io"), digits_data, tmp_path / "out")
     # onnx2tf's route is cheaper and serves int8 I/O as well; litert-torch is there when it fails
     assert result.manifest["route"][-1]["edge"] in ("TfliteFromSavedModel", "TfliteFromTorch")
-    from edgekit.converters.litert_torch import TfliteFromTorch
-    from edgekit.graph import ConvertContext, Artifact
+    from edgekit.backends.tflite.from_torch import TfliteFromTorch
+    from edgekit.core.graph import ConvertContext, Artifact
 
     out = tmp_path / "direct"
     out.mkdir()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.fit import Budget, explain, judge
+from edgekit.core.fit import Budget, explain, judge
 
 ROOT = Path(__file__).resolve().parents[1]
 

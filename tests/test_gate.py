@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.gate import Budgets, compare
+from edgekit.core.gate import Budgets, compare
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from edgekit.convert import convert
-from edgekit.errors import ConversionError, NoRoute, UnsupportedOperator
-from edgekit.graph import Converter, load_converters, plan
-from edgekit.sources import Source
-from edgekit.specs import Target, get_recipe, get_target
+from edgekit.core.convert import convert
+from edgekit.core.errors import ConversionError, NoRoute, UnsupportedOperator
+from edgekit.core.graph import Converter, load_converters, plan
+from edgekit.core.sources import Source
+from edgekit.core.specs import Target, get_recipe, get_target
 
 CALLS = []
 

@@ -5,12 +5,12 @@ static int8 is measured and reported whatever it gives (printed, not asserted).
 """
 import pytest
 
-from edgekit.convert import convert
-from edgekit.data import load_data
-from edgekit.pipeline import BenchOptions, measure
-from edgekit.reference import TorchReference
-from edgekit.sources import load_source
-from edgekit.specs import get_target
+from edgekit.core.convert import convert
+from edgekit.core.data import load_data
+from edgekit.core.pipeline import BenchOptions, measure
+from edgekit.core.reference import TorchReference
+from edgekit.core.sources import load_source
+from edgekit.core.specs import get_target
 
 pytestmark = [pytest.mark.slow]
 QUICK = BenchOptions(threads=1, warmup=2, min_runs=10, min_seconds=0.2)

@@ -3,13 +3,13 @@ import shutil
 
 import pytest
 
-from edgekit.convert import convert
-from edgekit.data import load_data
+from edgekit.core.convert import convert
+from edgekit.core.data import load_data
 from edgekit.devices import LocalDevice
-from edgekit.pipeline import measure
-from edgekit.reference import OnnxReference
-from edgekit.sources import load_source
-from edgekit.specs import get_target
+from edgekit.core.pipeline import measure
+from edgekit.core.reference import OnnxReference
+from edgekit.core.sources import load_source
+from edgekit.core.specs import get_target
 
 ONNX_TARGETS = ["onnx", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8"]
 TFLITE_TARGETS = ["tflite", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8", "tflite-int8-io"]

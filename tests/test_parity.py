@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edgekit import parity
-from edgekit.specs import Tolerance
+from edgekit.core.specs import Tolerance
 
 rng = np.random.default_rng(1)
 REF = rng.standard_normal((40, 10)).astype(np.float32)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.preflight import format_preflight, inspect_model
+from edgekit.core.preflight import format_preflight, inspect_model
 
 pytestmark = [pytest.mark.onnx]
 
@@ -178,7 +178,7 @@ def test_operator_onnx2tf_has_no_converter_for_fails(models):
 
 
 def test_no_route_and_uninspected_sources_say_so(models):
-    from edgekit.sources import Source
+    from edgekit.core.sources import Source
 
     keras = Source("m.keras", "keras", "m", "0" * 64, [], ["out"], Path("m.keras"))
     r = inspect_model(keras, "tflite")

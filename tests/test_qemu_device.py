@@ -12,7 +12,7 @@ import pytest
 
 from edgekit.devices import LocalDevice
 from edgekit.devices.qemu import QemuArm64Device, build_rootfs, default_rootfs, rootfs_info, rootfs_ready
-from edgekit.errors import EdgekitError
+from edgekit.core.errors import EdgekitError
 
 # Resolved at import, before conftest points EDGEKIT_CACHE at a private per-session cache: the
 # root is meant to be built once per machine, not per test session.
@@ -100,16 +100,16 @@ def test_missing_rootfs_says_how_to_build(tmp_path):
 
 @pytest.fixture(scope="module")
 def artifacts(digits_source, digits_data, tmp_path_factory):
-    from edgekit.convert import convert
-    from edgekit.specs import get_target
+    from edgekit.core.convert import convert
+    from edgekit.core.specs import get_target
 
     out = tmp_path_factory.mktemp("qemu-out")
     return {name: convert(digits_source, get_target(name), digits_data, out).artifact for name in TARGETS}
 
 
 def _run(device, artifact, runtime, data, bench):
-    from edgekit.pipeline import bench_summary
-    from edgekit.session import RunnerSession
+    from edgekit.core.pipeline import bench_summary
+    from edgekit.core.session import RunnerSession
 
     with RunnerSession(device) as session:
         loaded = session.load(artifact, runtime)
@@ -122,8 +122,8 @@ def _run(device, artifact, runtime, data, bench):
 
 @pytest.mark.parametrize("name", list(TARGETS))
 def test_runner_parity_on_arm64(name, device, artifacts, digits_data, digits_reference):
-    from edgekit.parity import compare
-    from edgekit.specs import get_target
+    from edgekit.core.parity import compare
+    from edgekit.core.specs import get_target
 
     data = digits_data.limit(n_eval=N_EVAL)
     ref = {k: v[:N_EVAL] for k, v in digits_reference.items()}

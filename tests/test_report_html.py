@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.report_html import CSV_COLUMNS, csv_report, html_report, pareto_front, write_html
+from edgekit.reports.html import CSV_COLUMNS, csv_report, html_report, pareto_front, write_html
 
 # --------------------------------------------------------------------------------------------
 # Records shaped like `edgekit run`'s (see /tmp/out*/…/results.jsonl): a classifier measured on a

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edgekit.errors import ShapeMismatch, UserError
-from edgekit.signature import TensorSpec, parse_input_spec
+from edgekit.core.errors import ShapeMismatch, UserError
+from edgekit.core.signature import TensorSpec, parse_input_spec
 
 
 def test_parse_input_spec():

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgekit.errors import CorruptModel, UserError
-from edgekit.reference import TorchReference
-from edgekit.sources import load_source
+from edgekit.core.errors import CorruptModel, UserError
+from edgekit.core.reference import TorchReference
+from edgekit.core.sources import load_source
 
 
 def test_torchscript_and_pt2_sources_match_the_module(digits_source, digits_data, tmp_path):
@@ -14,7 +14,7 @@ def test_torchscript_and_pt2_sources_match_the_module(digits_source, digits_data
     expect = module(x).detach().numpy()
     ts = tmp_path / "digits.pt"
     torch.jit.save(torch.jit.trace(module, x[:1]), str(ts))
-    from edgekit.signature import parse_input_spec
+    from edgekit.core.signature import parse_input_spec
 
     src = load_source(str(ts), [parse_input_spec("x:1x1x8x8:float32")])
     assert src.format == "torch"
@@ -29,7 +29,7 @@ def test_torchscript_and_pt2_sources_match_the_module(digits_source, digits_data
 
 
 def test_torchscript_needs_input_spec(digits_source, tmp_path):
-    from edgekit.signature import parse_input_spec
+    from edgekit.core.signature import parse_input_spec
 
     ts = tmp_path / "digits.ts"
     torch.jit.save(torch.jit.trace(digits_source.obj, torch.zeros(1, 1, 8, 8)), str(ts))
@@ -61,11 +61,11 @@ def test_pickled_checkpoint_is_refused_not_unpickled(tmp_path, digits_source):
 def test_keras_source_converts_to_tflite(tmp_path):
     import keras
 
-    from edgekit.convert import convert
-    from edgekit.data import load_data
-    from edgekit.pipeline import measure
-    from edgekit.reference import TfReference
-    from edgekit.specs import get_target
+    from edgekit.core.convert import convert
+    from edgekit.core.data import load_data
+    from edgekit.core.pipeline import measure
+    from edgekit.core.reference import TfReference
+    from edgekit.core.specs import get_target
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,), name="x"), keras.layers.Dense(16, activation="relu"),

@@ -1,7 +1,7 @@
 import pytest
 
 from edgekit import specs
-from edgekit.errors import SpecError, UnknownName
+from edgekit.core.errors import SpecError, UnknownName
 
 REQUIRED = ["onnx", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8", "tflite", "tflite-fp16", "tflite-int8-dynamic",
             "tflite-int8"]

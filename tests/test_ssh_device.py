@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from edgekit.devices import LocalDevice
-from edgekit.errors import DeviceError, RunnerError
-from edgekit.session import RunnerSession
+from edgekit.core.errors import DeviceError, RunnerError
+from edgekit.core.session import RunnerSession
 
 from .sshd_host import sshd_fixture
 
@@ -171,7 +171,7 @@ def test_openssh_config_is_honoured(sshd, tmp_path):
 # ---- the runner over SSH ------------------------------------------------------------------------
 
 def test_runner_session_equals_local_and_overheads(sshd, models):
-    from edgekit import runner as runner_module
+    from edgekit.runner import worker as runner_module
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((50, 4)).astype(np.float32)
@@ -387,7 +387,7 @@ def _closed_port() -> int:
 
 def test_missing_paramiko_is_a_missing_extra(monkeypatch):
     from edgekit.devices.ssh import SshDevice
-    from edgekit.errors import MissingExtra
+    from edgekit.core.errors import MissingExtra
 
     monkeypatch.setitem(sys.modules, "paramiko", None)  # import paramiko -> ImportError
     with pytest.raises(MissingExtra) as e:

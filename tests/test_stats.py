@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edgekit.runner import time_calls
-from edgekit.stats import latency_stats, median_ci
+from edgekit.runner.worker import time_calls
+from edgekit.core.stats import latency_stats, median_ci
 
 
 def test_percentiles_and_spread():

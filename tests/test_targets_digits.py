@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from edgekit.convert import convert
-from edgekit.pipeline import BenchOptions, measure
-from edgekit.specs import get_target
+from edgekit.core.convert import convert
+from edgekit.core.pipeline import BenchOptions, measure
+from edgekit.core.specs import get_target
 
 ONNX_TARGETS = ["onnx", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8"]
 TFLITE_TARGETS = ["tflite", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8", "tflite-int8-io"]
@@ -51,7 +51,7 @@ def test_target_end_to_end(name, digits_source, digits_data, digits_reference, o
 @pytest.mark.tflite
 @pytest.mark.parametrize("name,io", [("tflite-int8", "float32"), ("tflite-int8-io", "int8")])
 def test_tflite_int8_is_full_integer(name, io, digits_source, digits_data, out_root):
-    from edgekit.tflite_inspect import float_kernels, io_types, kernels
+    from edgekit.backends.tflite.kernels import float_kernels, io_types, kernels
 
     art = convert(digits_source, get_target(name), digits_data, out_root).artifact
     ks = kernels(art)

@@ -17,8 +17,8 @@ mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from edgekit import tracking  # noqa: E402
-from edgekit.errors import MissingExtra  # noqa: E402
-from edgekit.tracking import TrackingWarning, default_tracking_uri, log_records  # noqa: E402
+from edgekit.core.errors import MissingExtra  # noqa: E402
+from edgekit.reports.tracking import TrackingWarning, default_tracking_uri, log_records  # noqa: E402
 
 RUN_ID = "20261122T230655-f0c546"
 LONG_REASON = "output: cosine 0.85983 < 0.98; " + "x" * 2000

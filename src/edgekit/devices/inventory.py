@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SpecError, UnknownName, did_you_mean
-from ..specs import from_mapping
+from ..core.errors import SpecError, UnknownName, did_you_mean
+from ..core.specs import from_mapping
 
 if sys.version_info >= (3, 11):
     import tomllib

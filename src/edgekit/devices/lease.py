@@ -12,8 +12,8 @@ import os
 import time
 from contextlib import contextmanager
 
-from ..artifacts import cache_root
-from ..errors import EdgekitError
+from ..core.artifacts import cache_root
+from ..core.errors import EdgekitError
 
 
 class DeviceBusy(EdgekitError):

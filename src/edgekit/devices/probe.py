@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from ..session import RunnerSession
+from ..core.session import RunnerSession
 from .inventory import DeviceSpec, open_device
 from .lease import lease
 

@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import errors
-from ..artifacts import cache_root, write_json
+from ..core import errors
+from ..core.artifacts import cache_root, write_json
 
 DeviceError = getattr(errors, "DeviceError", errors.EdgekitError)
 

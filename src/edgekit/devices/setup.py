@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import EdgekitError
+from ..core.errors import EdgekitError
 from .inventory import DeviceSpec, open_device
 from .lease import lease
 

@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from ..errors import DeviceError, UserError
+from ..core.errors import DeviceError, UserError
 from .base import Device
 from .ssh_process import LOST_EXIT, SshProcess, _WRAPPER, _drain, _pid_of, _strip_pid
 from .ssh_transport import _HostKeyCheck, _open_socket, _paramiko, _read_config, _settle, _transport_class

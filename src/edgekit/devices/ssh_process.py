@@ -13,7 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import DeviceError
+from ..core.errors import DeviceError
 
 if TYPE_CHECKING:
     from .ssh import SshDevice

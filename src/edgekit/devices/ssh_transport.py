@@ -13,7 +13,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 
-from ..errors import DeviceError, MissingExtra
+from ..core.errors import DeviceError, MissingExtra
 
 
 def _paramiko():

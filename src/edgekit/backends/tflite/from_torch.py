@@ -1,0 +1,88 @@
+"""torch -> TFLite directly with litert-torch (no ONNX, no TensorFlow). fp32, dynamic int8 and
+static int8 through torchao's PT2E quantizer; static int8 gives int8 inputs and outputs with no
+float kernels, so it serves int8-I/O targets. A second route beside onnx2tf: when one fails on a
+model, the planner tries the other."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+
+from ...core.errors import ConversionError
+from ...core.graph import Converter
+
+
+class TfliteFromTorch(Converter):
+    src, dst = "torch", "tflite"
+    cost = 4.2  # after torch -> ONNX -> onnx2tf (4.0), before the tracing exporter's route (4.5)
+    recipes = frozenset({"none", "int8-dynamic", "int8-static"})
+    io_dtypes = frozenset({"float32", "int8"})
+    requires = (("torch", "torch"), ("litert_torch", "litert-torch"))
+    tools = ("torch", "litert-torch", "torchao")
+
+    @classmethod
+    def refuses(cls, recipe, target):
+        # PT2E static int8 always yields int8 I/O; for float I/O, only when no other route exists
+        if recipe.kind == "int8-static" and target.io_dtype != "int8":
+            return "gives int8 inputs/outputs under static int8 (the target asks for float32 I/O)"
+        return super().refuses(recipe, target)
+
+    def convert(self, artifact, out_dir, ctx):
+        import torch
+
+        src = ctx.source
+        kwargs = {s.name: torch.from_numpy(src.example[s.name]) for s in src.inputs}
+        path = out_dir / "model.tflite"
+        recipe = ctx.recipe
+        try:
+            with _quiet():
+                import litert_torch
+
+                if recipe is None or recipe.kind == "none":
+                    model = litert_torch.convert(artifact.obj, (), kwargs)
+                else:
+                    model = self._quantized(litert_torch, torch, artifact.obj, kwargs, ctx)
+                model.export(str(path))
+        except ConversionError:
+            raise
+        except Exception as e:
+            first = next((ln for ln in str(e).strip().splitlines() if ln.strip()), type(e).__name__)
+            raise ConversionError(self.name(), f"litert-torch failed: {first[:300]}") from None
+        ctx.notes.append("litert-torch" + (f", PT2E {recipe.kind}" if recipe and recipe.kind != "none" else ""))
+        return path
+
+    def _quantized(self, litert_torch, torch, module, kwargs, ctx):
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        recipe = ctx.recipe
+        dynamic = recipe.kind == "int8-dynamic"
+        per_channel = True if dynamic else recipe.calibration.per_channel
+        quantizer = PT2EQuantizer().set_global(
+            get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic))
+        graph = torch.export.export(module, (), kwargs).module()
+        graph = prepare_pt2e(graph, quantizer)
+        if not dynamic:
+            n = min(ctx.data.n_calib, recipe.calibration.samples)
+            with torch.no_grad():
+                for i in range(n):
+                    graph(**{k: torch.from_numpy(ctx.data.calib[k][i:i + 1].astype(v.numpy().dtype))
+                             for k, v in kwargs.items()})
+            ctx.notes.append(f"{n} calibration samples (min/max)")
+        graph = convert_pt2e(graph, fold_quantize=False)
+        return litert_torch.convert(graph, (), kwargs, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """litert-torch prints progress to stdout and logs through absl: keep it out of the CLI."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logging.getLogger().setLevel(level)

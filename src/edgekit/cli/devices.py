@@ -1,0 +1,38 @@
+"""CLI command ``edgekit devices``: list, check (probe) and set up devices."""
+from __future__ import annotations
+
+import json
+
+from .main import _progress
+
+
+def cmd_devices(args) -> int:
+    from ..devices.inventory import get_spec, inventory_path, load_inventory
+
+    if args.devices_cmd == "list":
+        where = inventory_path()
+        print(f"devices ({where or 'no devices.toml found; only this host'}):")
+        for spec in load_inventory().values():
+            addr = f"{spec.user + '@' if spec.user else ''}{spec.host}:{spec.port}" if spec.kind == "ssh" else ""
+            labels = ", ".join(f"{k}={v}" for k, v in spec.labels.items())
+            print(f"  {spec.name:16s} {spec.kind:11s} {addr:28s} {labels}")
+        return 0
+    if args.devices_cmd == "check":
+        from ..devices.probe import probe
+
+        info = probe(get_spec(args.name))
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return 0
+        print(f"{args.name} ({info['kind']}{', emulated' if info['emulated'] else ''}): {info['os']} {info['arch']}, "
+              f"{info['cpu']} x{info['cpu_count']}, {info['mem_total_kb'] / 1024 / 1024:.1f} GiB, "
+              f"Python {info['python']} ({info['python_path']}), numpy {info['numpy']}")
+        for rt in ("onnxruntime", "litert"):
+            v = info["runtimes"].get(rt)
+            print(f"  {rt:12s} {v or 'not installed: edgekit devices setup ' + args.name + ' --runtime ' + rt}")
+        return 0
+    from ..devices.setup import setup
+
+    result = setup(get_spec(args.name), args.runtime or ["onnxruntime", "tflite"], progress=_progress)
+    print(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,192 @@
+"""CLI commands on one model: convert, run, parity, bench, inspect, and the listings (targets, graph)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .main import _bench_opts, _load, _progress
+
+
+def cmd_convert(args) -> int:
+    from ..core.convert import convert
+    from ..core.specs import get_target
+
+    target = get_target(args.target)
+    source, data = _load(args, need_data=target.recipe_spec.needs_calibration)
+    result = convert(source, target, data, Path(args.out))
+    m = result.manifest
+    route = " -> ".join(s["edge"] for s in m["route"]) or "(copy)"
+    print(f"{result.artifact}  ({m['size_bytes'] / 1024:.1f} KB, {target.name}, route {route}"
+          f"{', cached' if result.cached else ''})")
+    for f in m["routes_failed"]:
+        print(f"  fell back after {f['edge']} failed: {f['error']}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from ..core.pipeline import run, save_records
+    from ..reports.tables import table
+    from ..core.specs import parse_target_list
+
+    targets = parse_target_list(args.targets)
+    source, data = _load(args, need_data=True)
+    devices = args.device or ["local"]
+    records = run(source, data, targets, Path(args.out), _bench_opts(args), devices=devices, progress=_progress,
+                  device_wait=args.device_wait)
+    paths = save_records(records, Path(args.out))
+    print(table(records))
+    print()
+    for kind, path in paths.items():
+        print(f"{kind + ':':9s}{path}")
+    if args.track:
+        from ..reports.tracking import log_records
+
+        res = log_records(records, tracking_uri=args.tracking_uri, artifacts=[paths["html"], paths["markdown"]]
+                          if "html" in paths else [])
+        print(f"mlflow:  {res.get('tracking_uri')} ({len(res.get('run_ids', []))} runs)"
+              + (f" WARNING: {res['warning']}" if res.get("warning") else ""))
+    bad = [r for r in records if r.get("status") not in ("ok", "reference")]
+    return 1 if bad else 0
+
+
+def cmd_parity(args) -> int:
+    from ..core.pipeline import manifest_target, runtime_for
+    from ..core.reference import reference_for
+    from ..devices import LocalDevice
+    from ..core.specs import Tolerance, get_target
+
+    artifact = Path(args.artifact)
+    if not artifact.exists():
+        from ..core.errors import SourceNotFound
+
+        raise SourceNotFound(f"Artifact '{artifact}' does not exist.", "Check the path, or run 'edgekit convert'.")
+    target = get_target(args.target) if args.target else manifest_target(artifact)
+    tolerance = target.tolerance if target else Tolerance()
+    args.model = args.reference
+    source, data = _load(args, need_data=True)
+    ref = reference_for(source, LocalDevice)
+    try:
+        ref_out = ref.outputs(data.eval)
+    finally:
+        ref.close()
+    from ..devices.inventory import using
+    from ..core.pipeline import device_record, measure_in
+    from ..core.session import RunnerSession
+
+    with using(args.device, args.device_wait) as device, RunnerSession(device) as session:
+        rec = measure_in(session, artifact, runtime_for(artifact), data, ref_out, tolerance, bench=None)
+        rec["device"] = device_record(device, session.env())
+    p = rec["parity"]
+    if args.json:
+        print(json.dumps(dict(p, device=rec["device"]), indent=2))
+    else:
+        print(f"device {rec['device']['name']}: {rec['device']['probe'].get('cpu')} ({rec['device']['probe'].get('arch')})"
+              + (" [emulated]" if rec["device"]["emulated"] else ""))
+        for o in p["outputs"]:
+            print(f"{o['name']}: cosine {o['cosine_mean']:.6f} (min {o['cosine_min']:.6f}), max abs "
+                  f"{o['max_abs']:.3e}, mean abs {o['mean_abs']:.3e}, rel L2 {o['rel_l2']:.3e}"
+                  + (f", top-1 agreement {o['top1_agreement']:.4f}" if o.get("top1_agreement") is not None else ""))
+        if p.get("task_value") is not None:
+            print(f"{p['task_metric']}: {100 * p['task_value']:.2f}% (source {100 * p['task_source']:.2f}%, "
+                  f"{p['task_delta_points']:+.2f} points) on {p['n']} held-out samples")
+        print("parity: " + ("PASSED" if p["passed"] else "FAILED: " + "; ".join(p["failures"]))
+              + (f" (tolerance of target '{target.name}')" if target else " (default tolerance)"))
+    return 0 if p["passed"] else 1
+
+
+def cmd_bench(args) -> int:
+
+    from ..core.pipeline import bench_summary, runtime_for
+    from ..core.session import RunnerSession
+
+    artifact = Path(args.artifact)
+    if not artifact.exists():
+        from ..core.errors import SourceNotFound
+
+        raise SourceNotFound(f"Artifact '{artifact}' does not exist.", "Check the path, or run 'edgekit convert'.")
+    opts = _bench_opts(args)
+    from ..devices.inventory import using
+
+    with using(args.device, args.device_wait) as dev, RunnerSession(dev) as s:
+        loaded = s.load(artifact, runtime_for(artifact), threads=opts.threads)
+        from ..core.data import load_data, random_dataset
+        from ..core.signature import TensorSpec
+
+        specs = [TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in loaded["inputs"]]
+        data = load_data(args.data, specs) if args.data else random_dataset(specs)
+        sample, synthetic = data.bench_sample(), data.synthetic
+        raw = s.bench(sample, **opts.params())
+        env = s.env()
+    b = bench_summary(raw, opts.threads)
+    b.update(load_ms=loaded["load_s"] * 1000, size_bytes=artifact.stat().st_size, runtime=runtime_for(artifact),
+             runtime_version=loaded["runtime_version"], env=env, synthetic_inputs=synthetic,
+             device=args.device or "local", emulated=dev.emulated)
+    if args.json:
+        print(json.dumps(b, indent=2))
+        return 0
+    ci = b["median_ci95_ms"]
+    print(f"{artifact}: {b['size_bytes'] / 1024:.1f} KB, {b['runtime']} {b['runtime_version']}, "
+          f"{opts.threads} thread(s), {env['cpu']}")
+    print(f"  load {b['load_ms']:.1f} ms, first inference {b['first_ms']:.3f} ms, peak RSS {b['peak_rss_mb']:.1f} MB")
+    print(f"  p50 {b['p50_ms']:.4f} ms (95% CI {ci[0]:.4f}-{ci[1]:.4f})  p90 {b['p90_ms']:.4f}  p99 {b['p99_ms']:.4f}"
+          f"  mean {b['mean_ms']:.4f} ± {b['std_ms']:.4f}  min {b['min_ms']:.4f}  max {b['max_ms']:.4f}  n={b['n']}"
+          + ("  [noisy: the machine was busy, rerun]" if b["noisy"] else ""))
+    if b["emulated"]:
+        print("  EMULATED device: these timings are QEMU's, not the board's speed.")
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from ..core.graph import load_converters, plan
+    from ..core.specs import all_targets
+
+    load_converters()
+    rows = [("target", "format", "recipe", "runtime", "usable here", "description")]
+    for t in all_targets().values():
+        p = plan("torch", t)
+        usable = "yes" if p.usable else "no: " + (p.routes[0].blocked if p.routes else "no route")
+        from ..core.lazy import available
+
+        rt_mod = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}[t.runtime]
+        if not available(rt_mod):
+            usable = f"no: runtime needs pip install 'edgekit[{'onnx' if t.runtime == 'onnxruntime' else 'tflite'}]'"
+        rows.append((t.name, t.format, t.recipe, t.runtime, usable, t.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from ..core.graph import load_converters, plan
+    from ..core.specs import all_targets, get_target
+
+    reg = load_converters()
+    print("edges:")
+    for name, e in reg.items():
+        why = e.unavailable()
+        print(f"  {name:24s} {e.src:>10s} -> {e.dst:<10s} cost {e.cost:<4} recipes {','.join(sorted(e.recipes))}"
+              + (f"   UNAVAILABLE: {why}" if why else ""))
+    targets = [get_target(args.target)] if args.target else list(all_targets().values())
+    for t in targets:
+        p = plan(args.src, t, reg)
+        print(f"\n{args.src} -> {t.name} ({t.format}, recipe {t.recipe}):")
+        if not p.routes:
+            print("  no route")
+        for i, r in enumerate(p.routes):
+            mark = "PLAN " if i == 0 and r.blocked is None else ("then " if r.blocked is None else "  x  ")
+            print(f"  {mark} cost {r.cost:<4} {r}" + (f"\n         rejected: {r.blocked}" if r.blocked else ""))
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from ..core.preflight import format_preflight, inspect_model
+    from ..core.signature import parse_input_spec
+    from ..core.sources import load_source
+    from ..core.specs import get_target
+
+    target = get_target(args.target)
+    source = load_source(args.model, [parse_input_spec(s) for s in args.input] or None)
+    result = inspect_model(source, target)
+    print(json.dumps(result, indent=2) if args.json else format_preflight(result))
+    return 0 if not result["verdict"].startswith("will fail") else 1

@@ -1,0 +1,84 @@
+"""CLI commands over many results: sweep, check (the regression gate), fit, report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .main import _bench_opts, _load, _progress
+
+
+def cmd_sweep(args) -> int:
+    from dataclasses import replace
+
+    from ..reports.tables import table
+    from ..core.sweep import load_suite, run_sweep
+
+    suite = load_suite(Path(args.suite))
+    if args.no_tracking or args.tracking_uri:
+        suite = replace(suite, tracking=not args.no_tracking, tracking_uri=args.tracking_uri or suite.tracking_uri)
+    result = run_sweep(suite, workers=args.workers)
+    print(table(result["records"]))
+    print(f"\nrecords: {result['results']}")
+    for kind, path in result["reports"].items():
+        print(f"{kind + ':':9s}{path}")
+    if result["tracking"]:
+        print(f"mlflow:  {result['tracking'].get('tracking_uri')} (parent run {result['tracking'].get('parent_run_id')})")
+    bad = [r for r in result["records"] if r.get("status") not in ("ok", "reference")]
+    return 1 if bad else 0
+
+
+def cmd_check(args) -> int:
+    from ..core.gate import Budgets, compare, format_result
+    from ..reports.tables import load_records as load
+
+    budgets = Budgets(args.latency_budget / 100, args.size_budget / 100, args.accuracy_budget, args.cosine_budget)
+    res = compare(load(args.baseline), load(args.current), budgets)
+    print(format_result(res))
+    if res.compared == 0:
+        from ..core.errors import DataError
+
+        raise DataError("No (model, target, device) is in both the baseline and the current records.",
+                        "Compare records of the same models, targets and devices.")
+    return 0 if res.passed else 1
+
+
+def cmd_fit(args) -> int:
+    from ..core.fit import Budget, explain, judge
+    from ..core.pipeline import run
+    from ..core.specs import parse_target_list
+    from ..core.sweep import expand_targets
+
+    budget = Budget(args.max_latency_ms, args.max_size_mb, args.max_accuracy_drop, args.min_cosine)
+    if all(v is None for v in (budget.max_latency_ms, budget.max_size_mb, budget.max_accuracy_drop,
+                                budget.min_cosine)):
+        from ..core.errors import UserError
+
+        raise UserError("fit needs at least one budget.", "Pass --max-latency-ms, --max-size-mb or --max-accuracy-drop.")
+    names = [t.name for t in parse_target_list(args.targets)]
+    targets = expand_targets(names, [r for r in args.recipes.split(",") if r])
+    source, data = _load(args, need_data=True)
+    device = args.device or "local"
+    records = run(source, data, targets, Path(args.out), _bench_opts(args), devices=[device], progress=_progress,
+                  device_wait=args.device_wait)
+    from ..core.pipeline import save_records
+
+    save_records(records, Path(args.out))
+    winner, cands, closest = judge(records, budget)
+    print(explain(winner, cands, closest, budget, device))
+    return 0 if winner else 1
+
+
+def cmd_report(args) -> int:
+    from ..reports.tables import latest_records, load_records, write_reports
+
+    records = list(latest_records(load_records(args.records)).values())
+    src = Path(args.records)
+    out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
+    paths = write_reports(records, out, src.stem)
+    for kind, path in paths.items():
+        print(f"{kind + ':':9s}{path}")
+    if args.track:
+        from ..reports.tracking import log_records
+
+        res = log_records(records, tracking_uri=args.tracking_uri, artifacts=list(paths.values()))
+        print(f"mlflow:  {res}")
+    return 0

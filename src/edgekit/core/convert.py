@@ -1,0 +1,154 @@
+"""Walk a plan: run each edge of the cheapest usable route, cache every step's output by the
+hash of what went into it, fall back to the next route when an edge fails, and write the
+output folder (artifact + manifest.json) atomically."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from .artifacts import atomic_dir, cache_root, copy_artifact, size_bytes, write_json
+from .errors import ConversionError, EdgekitError, MissingExtra, NoRoute, UnsupportedOperator
+from .graph import Artifact, ConvertContext, Plan, plan
+from .specs import Target
+
+
+@dataclass
+class ConvertResult:
+    target: Target
+    artifact: Path
+    out_dir: Path
+    manifest: dict
+    cached: bool = False
+
+
+@dataclass
+class _Step:
+    edge: str
+    seconds: float
+    cached: bool
+    versions: dict
+    notes: list = field(default_factory=list)
+
+
+def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
+    material = {"edge": edge.name(), "rev": edge.revision, "in": artifact.digest, "versions": edge.versions()}
+    if ctx.recipe is not None:
+        material["recipe"] = repr(ctx.recipe)
+        material["io_dtype"] = ctx.target.io_dtype
+        if ctx.recipe.needs_calibration and ctx.data is not None:
+            material["calib"] = ctx.data.calib_digest()
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _Step]:
+    key = step_key(edge, artifact, ctx)
+    entry = cache_root() / "steps" / key
+    meta_path = entry / "step.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        step = _Step(edge.name(), meta["seconds"], True, meta["versions"], meta.get("notes", []))
+        return Artifact(edge.dst, key, entry / meta["artifact"]), step
+    t0 = time.perf_counter()
+    with atomic_dir(entry) as tmp:
+        ctx.notes = []
+        produced = edge().convert(artifact, tmp, ctx)
+        seconds = time.perf_counter() - t0
+        versions = edge.versions()
+        write_json(tmp / "step.json", {"edge": edge.name(), "artifact": Path(produced).name, "seconds": seconds,
+                                       "versions": versions, "notes": ctx.notes, "input": artifact.digest})
+        name = Path(produced).name
+    return Artifact(edge.dst, key, entry / name), _Step(edge.name(), seconds, False, versions, list(ctx.notes))
+
+
+def convert(source, target: Target, data=None, out_root: Path = Path("out"), the_plan: Plan | None = None
+            ) -> ConvertResult:
+    """Produce ``target`` from ``source``: returns the artifact in ``out/<model>/<target>/``."""
+    the_plan = the_plan or plan(source.format, target)
+    recipe = target.recipe_spec
+    if recipe.needs_calibration and data is None:
+        raise ConversionError(target.name, f"recipe '{recipe.name}' needs calibration data.",
+                              "Pass --data or --calib-data.")
+    attempts = []
+    for route in the_plan.usable:
+        art = Artifact(source.format, source.digest, source.path, source.obj)
+        steps = []
+        try:
+            for i, edge in enumerate(route.edges):
+                last = i == len(route.edges) - 1
+                # an edge applying no recipe is the same step whether it ends a route or not: share its cache
+                ctx = ConvertContext(target, recipe if last and recipe.kind != "none" else None, source, data)
+                art, step = run_edge(edge, art, ctx)
+                steps.append(step)
+        except (ConversionError, MissingExtra) as e:
+            attempts.append({"route": route.names, "edge": getattr(e, "edge", edge.name()), "error": e.message,
+                             "unsupported_op": getattr(e, "op", None)})
+            continue
+        except EdgekitError:
+            raise
+        except Exception as e:  # a converter library failed in a way it did not describe
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            attempts.append({"route": route.names, "edge": edge.name(), "error": f"{type(e).__name__}: {first}"})
+            continue
+        return _write_output(source, target, route, steps, art, attempts, the_plan, data, out_root)
+    _raise_no_route(source, target, the_plan, attempts)
+
+
+def _raise_no_route(source, target, the_plan, attempts):
+    if not the_plan.routes:
+        raise NoRoute(f"No converter path leads from {source.format} to target '{target.name}'.",
+                      "Run 'edgekit graph' to see the graph.")
+    if not attempts:
+        # the cheapest route that only lacks an installed stack names the extra to install
+        for route in the_plan.routes:
+            missing = [e.missing() for e in route.edges if e.missing()]
+            if missing and not route.edges[-1].refuses(target.recipe_spec, target):
+                module, extra = missing[0]
+                raise MissingExtra(module, extra, f"Target '{target.name}'")
+        reasons = "; ".join(sorted({r.blocked for r in the_plan.routes if r.blocked}))
+        raise NoRoute(f"No usable route to '{target.name}' on this host: {reasons}.")
+    ops = [a for a in attempts if a.get("unsupported_op")]
+    if ops and len(ops) == len(attempts):
+        a = ops[0]
+        raise UnsupportedOperator(a["edge"], a["unsupported_op"], "every route failed on it")
+    reasons = " | ".join(f"{a['edge']}: {a['error']}" for a in attempts)
+    err = NoRoute(f"Every route to '{target.name}' failed: {reasons}")
+    err.attempts = attempts
+    raise err
+
+
+def _write_output(source, target, route, steps, art: Artifact, attempts, the_plan, data, out_root) -> ConvertResult:
+    out_dir = Path(out_root) / source.name / target.name
+    name = "model" + (target.extension or Path(art.path).suffix)
+    manifest = {
+        "edgekit": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source": {"spec": source.spec, "format": source.format, "sha256": source.digest,
+                   "inputs": [s.to_json() for s in source.inputs], "outputs": source.outputs},
+        "target": target.name, "format": target.format, "runtime": target.runtime,
+        "recipe": _recipe_json(target.recipe_spec), "io_dtype": target.io_dtype,
+        "route": [{"edge": s.edge, "seconds": round(s.seconds, 3), "cached": s.cached, "versions": s.versions,
+                   "notes": s.notes} for s in steps],
+        "routes_skipped": [{"route": r.names, "why": r.blocked} for r in the_plan.routes if r.blocked],
+        "routes_failed": attempts,
+        "data": None if data is None else {"name": data.name, "calibration_samples": data.n_calib
+                                            if target.recipe_spec.needs_calibration else 0,
+                                            "evaluation_samples": data.n_eval, "synthetic": data.synthetic},
+        "artifact": name, "artifact_sha256": art.digest, "host": {"python": platform.python_version(),
+                                                                   "machine": platform.machine()},
+    }
+    with atomic_dir(out_dir) as tmp:
+        copy_artifact(Path(art.path), tmp / name)
+        manifest["size_bytes"] = size_bytes(tmp / name)
+        write_json(tmp / "manifest.json", manifest)
+    return ConvertResult(target, out_dir / name, out_dir, manifest, all(s.cached for s in steps))
+
+
+def _recipe_json(recipe) -> dict:
+    from dataclasses import asdict
+
+    return asdict(recipe)

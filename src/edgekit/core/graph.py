@@ -1,0 +1,188 @@
+"""The conversion graph: formats are nodes, converters are registered edges.
+
+A converter is a class named for its edge (``TfliteFromSavedModel``) that declares its
+source and destination formats, what it needs (Python packages and the extra that installs
+them, operating systems), which recipe kinds it can apply and its cost. The planner lists
+every simple route from a source format to a target, ranks the usable ones by cost and says
+why the others cannot be used; the executor (``convert.py``) walks them in order and falls
+back to the next route when an edge fails.
+
+A recipe is applied by the *last* edge of a route: either a converter that quantizes while
+converting (TFLite converter) or a same-format transform edge (ONNX -> quantized ONNX).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .lazy import available
+from .specs import Recipe, Target
+
+REGISTRY: dict[str, type["Converter"]] = {}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model at one node of the graph: a file/folder, or a live object (torch)."""
+
+    format: str
+    digest: str
+    path: Path | None = None
+    obj: Any = None
+
+
+@dataclass
+class ConvertContext:
+    """What an edge may read: the target and recipe (if it is the last edge), the source, the data."""
+
+    target: Target
+    recipe: Recipe | None  # None for intermediate edges: they apply no recipe
+    source: Any  # sources.Source
+    data: Any = None  # data.Dataset (calibration split is used)
+    notes: list = field(default_factory=list)  # one-line notes for the manifest
+
+
+class Converter:
+    src: ClassVar[str]
+    dst: ClassVar[str]
+    cost: ClassVar[float] = 1.0
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()  # (python module, extra)
+    platforms: ClassVar[tuple[str, ...]] = ()  # sys.platform prefixes; empty = any
+    recipes: ClassVar[frozenset[str]] = frozenset({"none"})
+    calibration_methods: ClassVar[frozenset[str]] = frozenset({"minmax"})
+    io_dtypes: ClassVar[frozenset[str]] = frozenset({"float32"})
+    tools: ClassVar[tuple[str, ...]] = ()  # distributions whose versions are recorded
+    revision: ClassVar[int] = 1  # bump to invalidate cached outputs of this edge
+
+    def __init_subclass__(cls, register: bool = True, **kw):
+        super().__init_subclass__(**kw)
+        if register and "src" in cls.__dict__:
+            REGISTRY[cls.__name__] = cls
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.__name__
+
+    @classmethod
+    def is_transform(cls) -> bool:
+        return cls.src == cls.dst
+
+    @classmethod
+    def missing(cls) -> tuple[str, str] | None:
+        """The first (module, extra) this edge needs that is not installed, or None."""
+        return next(((m, x) for m, x in cls.requires if not available(m)), None)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this edge cannot run on this host, or None."""
+        if cls.platforms and not sys.platform.startswith(cls.platforms):
+            return f"runs only on {', '.join(cls.platforms)} (this is {sys.platform})"
+        for module, extra in cls.requires:
+            if not available(module):
+                return f"needs '{module}' (pip install 'edgekit[{extra}]')"
+        return None
+
+    @classmethod
+    def refuses(cls, recipe: Recipe, target: Target) -> str | None:
+        """Why this edge cannot apply ``recipe`` for ``target`` as the last edge, or None."""
+        if recipe.kind not in cls.recipes:
+            return f"does not apply recipe kind '{recipe.kind}'"
+        if recipe.kind == "int8-static" and recipe.calibration.method not in cls.calibration_methods:
+            return f"has no '{recipe.calibration.method}' calibration (only {', '.join(sorted(cls.calibration_methods))})"
+        if target.io_dtype not in cls.io_dtypes:
+            return f"cannot give {target.io_dtype} inputs/outputs"
+        return None
+
+    @classmethod
+    def versions(cls) -> dict:
+        from importlib.metadata import PackageNotFoundError, version
+
+        out = {}
+        for dist in cls.tools:
+            try:
+                out[dist] = version(dist)
+            except PackageNotFoundError:
+                out[dist] = None
+        return out
+
+    def convert(self, artifact: Artifact, out_dir: Path, ctx: ConvertContext) -> Path:
+        """Write the converted model into ``out_dir`` (empty, private) and return its path."""
+        raise NotImplementedError
+
+
+@dataclass
+class Route:
+    edges: tuple
+    cost: float
+    blocked: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name() for e in self.edges]
+
+    def __str__(self) -> str:
+        if not self.edges:
+            return "(none)"
+        fmt = [self.edges[0].src] + [e.dst for e in self.edges]
+        return " -> ".join(fmt) + f"  via {' , '.join(self.names)}"
+
+
+@dataclass
+class Plan:
+    source_format: str
+    target: Target
+    routes: list[Route]  # usable ones first, by cost
+    rejected_edges: dict[str, str]  # edge -> why it cannot be used at all
+
+    @property
+    def usable(self) -> list[Route]:
+        return [r for r in self.routes if r.blocked is None]
+
+
+def load_converters() -> dict[str, type[Converter]]:
+    from .. import backends  # noqa: F401  (registers the built-in edges; heavy imports stay lazy)
+
+    return REGISTRY
+
+
+def plan(source_format: str, target: Target, registry: dict | None = None) -> Plan:
+    registry = registry if registry is not None else load_converters()
+    recipe = target.recipe_spec
+    edges = list(registry.values())
+    rejected = {e.name(): r for e in edges if (r := e.unavailable())}
+    routes: list[Route] = []
+
+    def walk(fmt: str, path: list, seen: set):
+        for edge in edges:
+            if edge.src != fmt:
+                continue
+            if edge.is_transform():
+                if edge.dst == target.format and recipe.kind != "none":
+                    routes.append(_route(path + [edge], recipe, target, rejected))
+                continue
+            if edge.dst in seen:
+                continue
+            if edge.dst == target.format:
+                routes.append(_route(path + [edge], recipe, target, rejected))
+            walk(edge.dst, path + [edge], seen | {edge.dst})
+
+    if source_format == target.format and recipe.kind == "none":
+        routes.append(Route((), 0.0))
+    walk(source_format, [], {source_format})
+    routes.sort(key=lambda r: (r.blocked is not None, r.cost, len(r.edges)))
+    return Plan(source_format, target, routes, rejected)
+
+
+def _route(edges: list, recipe: Recipe, target: Target, rejected: dict) -> Route:
+    blocked = None
+    for e in edges:
+        if e.name() in rejected:
+            blocked = f"{e.name()} {rejected[e.name()]}"
+            break
+    if blocked is None:
+        reason = edges[-1].refuses(recipe, target)
+        if reason:
+            blocked = f"{edges[-1].name()} {reason}"
+    return Route(tuple(edges), sum(e.cost for e in edges), blocked)

@@ -1,0 +1,250 @@
+"""The main job: convert a source to each target, check parity, benchmark, and write records.
+
+One record (a dict, one JSONL line) per (target, device), plus one for the source model itself.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import __version__
+from .artifacts import size_bytes
+from .convert import convert
+from ..devices import LocalDevice
+from .errors import EdgekitError, RunnerError
+from .parity import compare
+from .session import RunnerSession
+from .specs import Target, Tolerance
+from .stats import latency_stats
+
+RUNTIME_BY_SUFFIX = {".onnx": "onnxruntime", ".tflite": "litert"}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    threads: int = 1
+    warmup: int = 10
+    min_runs: int = 50
+    min_seconds: float = 1.0
+    max_seconds: float = 30.0
+
+    def params(self) -> dict:
+        return {"warmup": self.warmup, "min_runs": self.min_runs, "min_seconds": self.min_seconds,
+                "max_seconds": self.max_seconds}
+
+
+def bench_summary(raw: dict, threads: int) -> dict:
+    out = latency_stats(raw["times_s"])
+    out.update(first_ms=raw["first_s"] * 1000.0, warmup=raw.get("warmup"), threads=threads, batch=raw.get("batch", 1))
+    if "peak_rss_kb" in raw:
+        out.update(peak_rss_mb=raw["peak_rss_kb"] / 1024.0, runner_base_rss_mb=raw["rss_start_kb"] / 1024.0)
+    return out
+
+
+def measure_in(session: RunnerSession, artifact: Path, runtime: str, dataset, reference: dict | None,
+               tolerance: Tolerance, bench: BenchOptions | None = BenchOptions()) -> dict:
+    """Parity and/or benchmark of one artifact in an open runner session (any device)."""
+    rec: dict = {}
+    loaded = session.load(Path(artifact), runtime, threads=bench.threads if bench else 1)
+    rec["load_s"] = loaded["load_s"]
+    rec["runtime_version"] = loaded["runtime_version"]
+    rec["io"] = {"inputs": loaded["inputs"], "outputs": loaded["outputs"]}
+    if reference is not None:
+        outputs = session.infer(dataset.eval)
+        rec["parity"] = compare(reference, outputs, tolerance, dataset.labels, dataset.task,
+                                dataset.synthetic).to_json()
+    if bench is not None:
+        raw = session.bench(dataset.bench_sample(), **bench.params())
+        rec["bench"] = bench_summary(raw, bench.threads)
+        rec["bench"]["load_ms"] = loaded["load_s"] * 1000.0
+    return rec
+
+
+def device_record(device, probe: dict) -> dict:
+    return {"name": device.name, "kind": device.kind, "emulated": device.emulated,
+            "labels": dict(getattr(device, "labels", {}) or {}), "probe": probe}
+
+
+def measure(artifact: Path, runtime: str, dataset, reference: dict | None, tolerance: Tolerance,
+            device_factory=LocalDevice, bench: BenchOptions | None = BenchOptions()) -> dict:
+    """Parity and/or benchmark of one artifact on one device, in a fresh runner session."""
+    with device_factory() as device, RunnerSession(device) as session:
+        rec = measure_in(session, artifact, runtime, dataset, reference, tolerance, bench)
+        rec["device"] = device_record(device, session.env())
+    return rec
+
+
+def reference_phase(source, dataset, bench: BenchOptions, progress=None) -> tuple[dict, dict, dict, dict]:
+    """The source model on the eval inputs (reference outputs) and its own latency.
+    Returns (base fields of every record, the source's record, reference outputs, its bench)."""
+    from .reference import reference_for
+
+    progress = progress or (lambda msg: None)
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    base = {"run_id": run_id, "edgekit": __version__, "model": source.name, "source": source.spec,
+            "source_sha256": source.digest,
+            "data": {"name": dataset.name, "calibration_samples": dataset.n_calib,
+                     "evaluation_samples": dataset.n_eval, "synthetic": dataset.synthetic,
+                     "notes": list(dataset.notes)}}
+    progress(f"reference: {source.describe()}")
+    ref = reference_for(source, LocalDevice)
+    try:
+        ref_out = ref.outputs(dataset.eval)
+        ref_bench = bench_summary(ref.bench(dataset.bench_sample(), bench.threads, **bench.params()), bench.threads)
+    finally:
+        ref.close()
+    src_row = dict(base, target="source", label=ref.label, status="reference", format=source.format,
+                   size_bytes=_source_size(source), bench=ref_bench,
+                   device={"name": "local", "kind": "local", "emulated": False})
+    if dataset.labels is not None and dataset.task == "classification":
+        from .parity import accuracy
+
+        src_row["task"] = {"metric": "accuracy", "value": accuracy(next(iter(ref_out.values())), dataset.labels)}
+    return base, src_row, ref_out, ref_bench
+
+
+def convert_one(source, target: Target, dataset, out_root: Path, base: dict):
+    """Convert one target; returns (target, its record so far, ConvertResult or None on failure)."""
+    row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime)
+    t0 = time.perf_counter()
+    try:
+        result = convert(source, target, dataset, out_root)
+    except EdgekitError as e:
+        row.update(status="conversion_failed", reason=str(e), convert_s=time.perf_counter() - t0)
+        return target, row, None
+    row.update(artifact=str(result.artifact), size_bytes=result.manifest["size_bytes"],
+               artifact_sha256=result.manifest["artifact_sha256"],
+               route=[s["edge"] for s in result.manifest["route"]], cached=result.cached,
+               convert_s=time.perf_counter() - t0, manifest=str(result.out_dir / "manifest.json"))
+    return target, row, result
+
+
+def run(source, dataset, targets: list[Target], out_root: Path = Path("out"), bench: BenchOptions = BenchOptions(),
+        devices: list[str] = ("local",), progress=None, device_wait: float = 0.0) -> list[dict]:
+    """Convert every target, then on each device check parity and benchmark each artifact in one
+    persistent runner session (one connection per device per run, the device leased meanwhile).
+    Returns (and the caller writes) one record per (target, device), plus one for the source."""
+    progress = progress or (lambda msg: None)
+    base, src_row, ref_out, ref_bench = reference_phase(source, dataset, bench, progress)
+    converted = []
+    for target in targets:
+        progress(f"{target.name}: converting")
+        converted.append(convert_one(source, target, dataset, out_root, base))
+    records = [src_row]
+    for name in devices:
+        records += measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress, device_wait)
+    return records
+
+
+def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress, device_wait, emit=None,
+                  skip=None) -> list[dict]:
+    """Parity and bench of every converted artifact on device ``name``: one lease, one connection,
+    one persistent runner worker (restarted only after a crash)."""
+    from ..devices.inventory import get_spec, open_device
+    from ..devices.lease import lease
+
+    spec = get_spec(name)
+    rows = []
+    progress = progress or (lambda msg: None)
+    emit = emit or (lambda row: None)
+    skip = skip or (lambda row: False)  # a resumed sweep: already measured
+    todo = [(t, dict(r), res) for t, r, res in converted]
+    try:
+        with lease(name, device_wait), open_device(spec) as device:
+            session, probe = None, None
+            try:
+                for target, row, result in todo:
+                    if skip(dict(row, device={"name": name})):  # asked per row: a sweep can stop in between
+                        rows.append(None)
+                        continue
+                    row["device"] = {"name": name, "kind": spec.kind, "emulated": device.emulated,
+                                     "labels": dict(spec.labels)}
+                    if result is None:
+                        rows.append(row)
+                        emit(row)
+                        continue
+                    progress(f"{target.name} on {name}: parity and benchmark")
+                    try:
+                        if session is None:  # (re)start the persistent worker: one per device, or after a crash
+                            session = RunnerSession(device)
+                            probe = session.env()
+                        row["device"] = device_record(device, probe)
+                        m = measure_in(session, result.artifact, target.runtime, dataset, ref_out, target.tolerance,
+                                       bench)
+                    except RunnerError as e:
+                        row.update(status="run_failed", reason=str(e))
+                        rows.append(row)
+                        emit(row)
+                        if session is not None:
+                            session.close()
+                        session = None
+                        continue
+                    row.update(m)
+                    p = m["parity"]
+                    row["status"] = "ok" if p["passed"] else "parity_failed"
+                    if not p["passed"]:
+                        row["reason"] = "; ".join(p["failures"])
+                    if name == "local" and ref_bench["p50_ms"] and m["bench"]["p50_ms"]:
+                        row["speedup_vs_source"] = ref_bench["p50_ms"] / m["bench"]["p50_ms"]
+                    rows.append(row)
+                    emit(row)
+            finally:  # also on Ctrl-C or a failure: the worker never outlives the run
+                if session is not None:
+                    session.close()
+    except EdgekitError as e:  # the device itself failed: every pending row says so, the run goes on
+        done = {r["target"] for r in rows if r}
+        for target, row, _ in todo[len(rows):]:
+            if target.name not in done:
+                row.update(status="run_failed", reason=str(e),
+                           device={"name": name, "kind": spec.kind, "emulated": spec.kind == "qemu-arm64"})
+                rows.append(row)
+                emit(row)
+    return [r for r in rows if r is not None]
+
+
+def _source_size(source) -> int | None:
+    if source.path:
+        return size_bytes(source.path)
+    if source.format == "torch":  # the weights a deployment would carry
+        return sum(t.numel() * t.element_size() for t in source.obj.state_dict().values())
+    return None
+
+
+def save_records(records: list[dict], out_root: Path) -> dict:
+    """Append the records to ``<out>/<model>/results.jsonl`` and write this run's reports
+    (Markdown, HTML with plots, CSV) beside it. Returns the paths by kind."""
+    from .artifacts import append_jsonl
+    from ..reports.tables import write_reports
+
+    folder = Path(out_root) / records[0]["model"]
+    jsonl = folder / "results.jsonl"
+    append_jsonl(jsonl, records)
+    paths = {"records": jsonl}
+    paths.update(write_reports(records, folder, f"edgekit report: {records[0]['model']}"))
+    return paths
+
+
+def runtime_for(artifact: Path) -> str:
+    rt = RUNTIME_BY_SUFFIX.get(Path(artifact).suffix.lower())
+    if rt is None:
+        from .errors import UserError
+
+        raise UserError(f"'{artifact}' is not an artifact edgekit can run (.onnx or .tflite).")
+    return rt
+
+
+def manifest_target(artifact: Path) -> Target | None:
+    """The target recorded in the manifest beside an artifact, if any."""
+    from .specs import all_targets
+
+    m = Path(artifact).parent / "manifest.json"
+    if m.exists():
+        name = json.loads(m.read_text()).get("target")
+        return all_targets().get(name)
+    return None
+
+
+__all__ = ["BenchOptions", "measure", "run", "save_records", "asdict"]

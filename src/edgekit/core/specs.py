@@ -1,0 +1,191 @@
+"""Targets and recipes: declarative TOML files loaded into frozen dataclasses.
+
+The files live in ``edgekit/targets`` and ``edgekit/recipes`` (shipped in the wheel);
+a user can add more with ``$EDGEKIT_SPECS=dir1:dir2`` (each holding ``targets/`` and/or
+``recipes/``). Unknown keys, wrong types and unknown values are errors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import SpecError, UnknownName, did_you_mean
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+RECIPE_KINDS = ("none", "fp16", "int8-dynamic", "int8-static")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+FORMATS = ("torch", "onnx", "savedmodel", "keras", "tflite")
+RUNTIMES = ("onnxruntime", "litert")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    method: str = "minmax"
+    samples: int = 200
+    per_channel: bool = True
+    percentile: float = 99.99
+
+    def __post_init__(self):
+        _one_of("calibration.method", self.method, CALIBRATION_METHODS)
+        if self.samples < 1:
+            raise SpecError(f"calibration.samples must be >= 1, got {self.samples}.")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    kind: str
+    description: str = ""
+    calibration: Calibration | None = None
+    weights_per_channel: bool = True  # dynamic int8: one weight scale per output channel
+    quantize_ops: tuple[str, ...] = ()  # static int8: only these op types (empty: every op the quantizer can)
+    # ONNX/TFLite tensors that must stay float (e.g. an additive attention mask).
+    keep_float_ops: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        _one_of("recipe kind", self.kind, RECIPE_KINDS)
+        if self.kind == "int8-static" and self.calibration is None:
+            object.__setattr__(self, "calibration", Calibration())
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.kind == "int8-static"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What parity must reach for a target to pass."""
+
+    min_cosine: float = 0.999
+    max_abs: float | None = None
+    min_top1_agreement: float | None = None
+    max_task_drop: float | None = None  # in points (percent) of the task metric
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    format: str
+    recipe: str
+    runtime: str
+    description: str = ""
+    io_dtype: str = "float32"  # float32 | int8: the artifact's input/output tensor types
+    extension: str = ""
+    tolerance: Tolerance = field(default_factory=Tolerance)
+
+    def __post_init__(self):
+        _one_of("format", self.format, FORMATS)
+        _one_of("runtime", self.runtime, RUNTIMES)
+        _one_of("io_dtype", self.io_dtype, ("float32", "int8"))
+
+    @property
+    def recipe_spec(self) -> Recipe:
+        return get_recipe(self.recipe)
+
+
+def _one_of(what: str, value, allowed):
+    if value not in allowed:
+        raise SpecError(f"Unknown {what} '{value}'.", f"Use one of: {', '.join(allowed)}.")
+
+
+def from_mapping(cls, data: dict, where: str):
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a table, got {type(data).__name__}.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        hint = did_you_mean(unknown[0], names)
+        raise SpecError(f"{where}: unknown key '{unknown[0]}'.", hint or f"Known keys: {', '.join(sorted(names))}.")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise SpecError(f"{where}: {e}.") from None
+    except SpecError as e:
+        raise SpecError(f"{where}: {e.message}", e.hint) from None
+
+
+def _coerce(tp, value, where):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", ())):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where) if value is not None else None
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise SpecError(f"{where}: expected a list.")
+        return tuple(_coerce(args[0], v, where) for v in value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(tp, type) and not isinstance(value, tp) or (tp in (int, float) and isinstance(value, bool)):
+        raise SpecError(f"{where}: expected {tp.__name__}, got {type(value).__name__} ({value!r}).")
+    return value
+
+
+def _spec_dirs(kind: str) -> list[Path]:
+    dirs = [Path(__file__).parent / kind, *sorted((Path(__file__).parent.parent / "backends").glob(f"*/{kind}"))]
+    for extra in filter(None, os.environ.get("EDGEKIT_SPECS", "").split(os.pathsep)):
+        dirs.append(Path(extra) / kind)
+    return [d for d in dirs if d.is_dir()]
+
+
+def _load_dir(kind: str, cls) -> dict:
+    out = {}
+    for d in _spec_dirs(kind):
+        for path in sorted(d.glob("*.toml")):
+            try:
+                data = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as e:
+                raise SpecError(f"{path}: not valid TOML ({e}).") from None
+            spec = from_mapping(cls, data, path.name)
+            if spec.name != path.stem:
+                raise SpecError(f"{path}: name '{spec.name}' must match the file name '{path.stem}'.")
+            out[spec.name] = spec
+    return out
+
+
+@lru_cache(maxsize=None)
+def all_recipes() -> dict[str, Recipe]:
+    return _load_dir("recipes", Recipe)
+
+
+@lru_cache(maxsize=None)
+def all_targets() -> dict[str, Target]:
+    targets = _load_dir("targets", Target)
+    for t in targets.values():
+        if t.recipe not in all_recipes():
+            raise SpecError(f"target '{t.name}' names unknown recipe '{t.recipe}'.", did_you_mean(t.recipe, all_recipes()))
+    return targets
+
+
+def get_target(name: str) -> Target:
+    targets = all_targets()
+    if name not in targets:
+        raise UnknownName(f"Unknown target '{name}'.", did_you_mean(name, targets) or "Run 'edgekit targets' to list them.")
+    return targets[name]
+
+
+def get_recipe(name: str) -> Recipe:
+    recipes = all_recipes()
+    if name not in recipes:
+        raise UnknownName(f"Unknown recipe '{name}'.", did_you_mean(name, recipes) or f"Known: {', '.join(recipes)}.")
+    return recipes[name]
+
+
+def parse_target_list(text: str) -> list[Target]:
+    return [get_target(n.strip()) for n in text.split(",") if n.strip()]
