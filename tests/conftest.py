@@ -46,6 +46,6 @@ def digits_data(digits_source):
 
 @pytest.fixture(scope="session")
 def digits_reference(digits_source, digits_data):
-    from edgekit.core.reference import TorchReference
+    from edgekit.backends.torch.reference import TorchReference
 
     return TorchReference(digits_source).outputs(digits_data.eval)

@@ -55,7 +55,7 @@ def edgekit_without(modules, args, cwd, env) -> subprocess.CompletedProcess:
     code = ("import sys\n"
             f"for m in {list(modules)!r}:\n"
             "    sys.modules[m] = None\n"
-            "from edgekit.cli.main import main\n"
+            "from edgekit.cli.app import main\n"
             f"sys.exit(main({[str(a) for a in args]!r}))\n")
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)

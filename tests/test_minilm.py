@@ -8,7 +8,7 @@ import pytest
 from edgekit.core.convert import convert
 from edgekit.core.data import load_data
 from edgekit.core.pipeline import BenchOptions, measure
-from edgekit.core.reference import TorchReference
+from edgekit.backends.torch.reference import TorchReference
 from edgekit.core.sources import load_source
 from edgekit.core.specs import get_target
 

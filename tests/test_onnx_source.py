@@ -7,7 +7,7 @@ from edgekit.core.convert import convert
 from edgekit.core.data import load_data
 from edgekit.devices import LocalDevice
 from edgekit.core.pipeline import measure
-from edgekit.core.reference import OnnxReference
+from edgekit.backends.onnx.reference import OnnxReference
 from edgekit.core.sources import load_source
 from edgekit.core.specs import get_target
 

@@ -81,7 +81,7 @@ def test_corrupt_artifact_fails_cleanly(tmp_path):
 
 
 def test_input_names_are_matched_exactly_before_loosely():
-    from edgekit.runner.worker import lookup_input
+    from edgekit.runner.runtime_base import lookup_input
 
     feed = {"x": 1, "x_mask": 2}
     assert lookup_input(feed, "serving_default_x_mask:0") == 2

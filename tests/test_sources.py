@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from edgekit.core.errors import CorruptModel, UserError
-from edgekit.core.reference import TorchReference
+from edgekit.backends.torch.reference import TorchReference
 from edgekit.core.sources import load_source
 
 
@@ -64,7 +64,7 @@ def test_keras_source_converts_to_tflite(tmp_path):
     from edgekit.core.convert import convert
     from edgekit.core.data import load_data
     from edgekit.core.pipeline import measure
-    from edgekit.core.reference import TfReference
+    from edgekit.backends.tensorflow.reference import TfReference
     from edgekit.core.specs import get_target
 
     keras.utils.set_random_seed(0)

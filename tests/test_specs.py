@@ -1,6 +1,7 @@
 import pytest
 
-from edgekit import specs
+from edgekit.core import specs
+from edgekit.backends import formats, runtimes
 from edgekit.core.errors import SpecError, UnknownName
 
 REQUIRED = ["onnx", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8", "tflite", "tflite-fp16", "tflite-int8-dynamic",
@@ -11,7 +12,7 @@ def test_shipped_targets_load_and_name_their_parts():
     targets = specs.all_targets()
     for name in REQUIRED:
         t = targets[name]
-        assert t.format in specs.FORMATS and t.runtime in specs.RUNTIMES
+        assert t.format in formats() and t.runtime in runtimes() and t.format in runtimes()[t.runtime].formats
         assert t.recipe_spec.name == t.recipe
         assert 0 < t.tolerance.min_cosine <= 1
     assert targets["tflite-int8"].recipe_spec.kind == "int8-static"
@@ -72,3 +73,20 @@ def test_user_spec_dir(tmp_path, monkeypatch):
 def test_unknown_target_did_you_mean():
     with pytest.raises(UnknownName, match="Did you mean 'tflite-int8'"):
         specs.get_target("tflite-int9")
+
+
+def test_target_options_are_validated_by_the_backend_of_its_format():
+    with pytest.raises(SpecError, match="unknown option 'shard_mb' for backend 'onnx'"):
+        specs.from_mapping(specs.Target, {"name": "x", "format": "onnx", "recipe": "none", "runtime": "onnxruntime",
+                                          "options": {"shard_mb": 4}}, "x.toml")
+    with pytest.raises(SpecError, match="runtime 'litert' does not run format 'onnx'"):
+        specs.from_mapping(specs.Target, {"name": "x", "format": "onnx", "recipe": "none", "runtime": "litert"},
+                           "x.toml")
+
+
+def test_default_targets_come_from_the_target_files():
+    assert [t.name for t in specs.default_targets("run")] == ["onnx", "onnx-int8", "tflite", "tflite-int8"]
+    assert len(specs.default_targets("fit")) == 8
+    with pytest.raises(SpecError, match="default_for entry 'demo'"):
+        specs.from_mapping(specs.Target, {"name": "x", "format": "onnx", "recipe": "none", "runtime": "onnxruntime",
+                                          "default_for": ["demo"]}, "x.toml")

@@ -1,4 +1,4 @@
 """The command line."""
-from .main import main
+from .app import main
 
 __all__ = ["main"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .main import _progress
+from .app import _progress
 
 
 def cmd_devices(args) -> int:
@@ -27,12 +27,17 @@ def cmd_devices(args) -> int:
         print(f"{args.name} ({info['kind']}{', emulated' if info['emulated'] else ''}): {info['os']} {info['arch']}, "
               f"{info['cpu']} x{info['cpu_count']}, {info['mem_total_kb'] / 1024 / 1024:.1f} GiB, "
               f"Python {info['python']} ({info['python_path']}), numpy {info['numpy']}")
-        for rt in ("onnxruntime", "litert"):
+        from ..backends import runtimes
+
+        for rt in runtimes():
             v = info["runtimes"].get(rt)
             print(f"  {rt:12s} {v or 'not installed: edgekit devices setup ' + args.name + ' --runtime ' + rt}")
         return 0
     from ..devices.setup import setup
 
-    result = setup(get_spec(args.name), args.runtime or ["onnxruntime", "tflite"], progress=_progress)
+    from ..backends import get_runtime, runtimes
+
+    wanted = [get_runtime(r).name for r in args.runtime] or list(runtimes())
+    result = setup(get_spec(args.name), wanted, progress=_progress)
     print(json.dumps(result, indent=2))
     return 0

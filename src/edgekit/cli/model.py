@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .main import _bench_opts, _load, _progress
+from .app import _bench_opts, _load, _progress
 
 
 def cmd_convert(args) -> int:
@@ -13,7 +13,13 @@ def cmd_convert(args) -> int:
 
     target = get_target(args.target)
     source, data = _load(args, need_data=target.recipe_spec.needs_calibration)
-    result = convert(source, target, data, Path(args.out))
+    if args.device:
+        from ..devices.inventory import using
+
+        with using(args.device, args.device_wait) as device:
+            result = convert(source, target, data, Path(args.out), device=device)
+    else:
+        result = convert(source, target, data, Path(args.out))
     m = result.manifest
     route = " -> ".join(s["edge"] for s in m["route"]) or "(copy)"
     print(f"{result.artifact}  ({m['size_bytes'] / 1024:.1f} KB, {target.name}, route {route}"
@@ -28,7 +34,9 @@ def cmd_run(args) -> int:
     from ..reports.tables import table
     from ..core.specs import parse_target_list
 
-    targets = parse_target_list(args.targets)
+    from ..core.specs import default_targets
+
+    targets = parse_target_list(args.targets) if args.targets else default_targets("run")
     source, data = _load(args, need_data=True)
     devices = args.device or ["local"]
     records = run(source, data, targets, Path(args.out), _bench_opts(args), devices=devices, progress=_progress,
@@ -137,45 +145,58 @@ def cmd_bench(args) -> int:
 
 
 def cmd_targets(args) -> int:
+    from ..backends import get_format, get_runtime
     from ..core.graph import load_converters, plan
-    from ..core.specs import all_targets
+    from ..core.specs import all_targets, target_order
 
     load_converters()
-    rows = [("target", "format", "recipe", "runtime", "usable here", "description")]
-    for t in all_targets().values():
-        p = plan("torch", t)
-        usable = "yes" if p.usable else "no: " + (p.routes[0].blocked if p.routes else "no route")
-        from ..core.lazy import available
-
-        rt_mod = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}[t.runtime]
-        if not available(rt_mod):
-            usable = f"no: runtime needs pip install 'edgekit[{'onnx' if t.runtime == 'onnxruntime' else 'tflite'}]'"
-        rows.append((t.name, t.format, t.recipe, t.runtime, usable, t.description))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    rows = [("target", "backend", "format", "recipe", "runtime", "usable here", "description")]
+    for t in sorted(all_targets().values(), key=target_order):
+        routes = [p for f in _source_formats() if (p := plan(f, t)).routes]
+        usable = "yes" if any(p.usable for p in routes) else "no: " + next(
+            (p.routes[0].blocked for p in routes if p.routes), "no route")
+        rt = get_runtime(t.runtime)
+        if not rt.available():
+            usable = f"no: runtime needs pip install 'edgekit[{rt.extra}]'"
+        rows.append((t.name, get_format(t.format).backend, t.format, t.recipe, t.runtime, usable, t.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+        print("  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6])
     return 0
 
 
-def cmd_graph(args) -> int:
-    from ..core.graph import load_converters, plan
-    from ..core.specs import all_targets, get_target
+def _source_formats() -> list[str]:
+    """Formats a user can hand edgekit as a source (those with a loader)."""
+    from ..backends import formats
 
+    return [f.name for f in formats().values() if f.loader]
+
+
+def cmd_graph(args) -> int:
+    from ..backends import get_format
+    from ..core.graph import load_converters, plan
+    from ..core.specs import all_targets, get_target, target_order
+
+    sources = [get_format(args.src).name] if args.src else _source_formats()
+    targets = [get_target(args.target)] if args.target else sorted(all_targets().values(), key=target_order)
     reg = load_converters()
     print("edges:")
     for name, e in reg.items():
         why = e.unavailable()
         print(f"  {name:24s} {e.src:>10s} -> {e.dst:<10s} cost {e.cost:<4} recipes {','.join(sorted(e.recipes))}"
-              + (f"   UNAVAILABLE: {why}" if why else ""))
-    targets = [get_target(args.target)] if args.target else list(all_targets().values())
-    for t in targets:
-        p = plan(args.src, t, reg)
-        print(f"\n{args.src} -> {t.name} ({t.format}, recipe {t.recipe}):")
-        if not p.routes:
-            print("  no route")
-        for i, r in enumerate(p.routes):
-            mark = "PLAN " if i == 0 and r.blocked is None else ("then " if r.blocked is None else "  x  ")
-            print(f"  {mark} cost {r.cost:<4} {r}" + (f"\n         rejected: {r.blocked}" if r.blocked else ""))
+              + (" [on device]" if e.on_device else "") + (f"   UNAVAILABLE: {why}" if why else ""))
+    for src in sources:
+        for t in targets:
+            p = plan(src, t, reg)
+            if not p.routes and not args.src:
+                continue
+            print(f"\n{src} -> {t.name} ({t.format}, recipe {t.recipe}):")
+            if not p.routes:
+                print("  no route")
+            for i, r in enumerate(p.routes):
+                mark = "PLAN " if i == 0 and r.blocked is None else ("then " if r.blocked is None else "  x  ")
+                print(f"  {mark} cost {r.cost:<4} {r}" + (" [on device]" if r.on_device else "")
+                      + (f"\n         rejected: {r.blocked}" if r.blocked else ""))
     return 0
 
 

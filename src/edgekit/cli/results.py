@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .main import _bench_opts, _load, _progress
+from .app import _bench_opts, _load, _progress
 
 
 def cmd_sweep(args) -> int:
@@ -53,7 +53,9 @@ def cmd_fit(args) -> int:
         from ..core.errors import UserError
 
         raise UserError("fit needs at least one budget.", "Pass --max-latency-ms, --max-size-mb or --max-accuracy-drop.")
-    names = [t.name for t in parse_target_list(args.targets)]
+    from ..core.specs import default_targets
+
+    names = [t.name for t in (parse_target_list(args.targets) if args.targets else default_targets("fit"))]
     targets = expand_targets(names, [r for r in args.recipes.split(",") if r])
     source, data = _load(args, need_data=True)
     device = args.device or "local"

@@ -35,8 +35,21 @@ class _Step:
     notes: list = field(default_factory=list)
 
 
+def device_fingerprint(device) -> str:
+    """What makes an on-device step's output differ from one device to another."""
+    info = device.describe() if hasattr(device, "describe") else None
+    fields = [device.name, getattr(device, "kind", "")]
+    if info is not None:
+        fields += [getattr(info, "os", ""), getattr(info, "arch", "")]
+    return "/".join(str(f) for f in fields)
+
+
 def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
     material = {"edge": edge.name(), "rev": edge.revision, "in": artifact.digest, "versions": edge.versions()}
+    if edge.on_device:
+        material["device"] = device_fingerprint(ctx.device)
+    if ctx.target.options and ctx.recipe is not None:
+        material["options"] = ctx.target.options
     if ctx.recipe is not None:
         material["recipe"] = repr(ctx.recipe)
         material["io_dtype"] = ctx.target.io_dtype
@@ -46,6 +59,9 @@ def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
 
 
 def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _Step]:
+    if edge.on_device and ctx.device is None:
+        raise ConversionError(edge.name(), "runs on the device that will run the artifact, and no device was given.",
+                              "Pass --device NAME (a device from devices.toml, or local).")
     key = step_key(edge, artifact, ctx)
     entry = cache_root() / "steps" / key
     meta_path = entry / "step.json"
@@ -65,9 +81,10 @@ def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _
     return Artifact(edge.dst, key, entry / name), _Step(edge.name(), seconds, False, versions, list(ctx.notes))
 
 
-def convert(source, target: Target, data=None, out_root: Path = Path("out"), the_plan: Plan | None = None
-            ) -> ConvertResult:
-    """Produce ``target`` from ``source``: returns the artifact in ``out/<model>/<target>/``."""
+def convert(source, target: Target, data=None, out_root: Path = Path("out"), the_plan: Plan | None = None,
+            device=None) -> ConvertResult:
+    """Produce ``target`` from ``source``: returns the artifact in ``out/<model>/<target>/``
+    (``<target>@<device>/`` when a step of its route ran on ``device``, an open device)."""
     the_plan = the_plan or plan(source.format, target)
     recipe = target.recipe_spec
     if recipe.needs_calibration and data is None:
@@ -81,7 +98,8 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
             for i, edge in enumerate(route.edges):
                 last = i == len(route.edges) - 1
                 # an edge applying no recipe is the same step whether it ends a route or not: share its cache
-                ctx = ConvertContext(target, recipe if last and recipe.kind != "none" else None, source, data)
+                ctx = ConvertContext(target, recipe if last and recipe.kind != "none" else None, source, data,
+                                     device=device)
                 art, step = run_edge(edge, art, ctx)
                 steps.append(step)
         except (ConversionError, MissingExtra) as e:
@@ -94,7 +112,8 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             attempts.append({"route": route.names, "edge": edge.name(), "error": f"{type(e).__name__}: {first}"})
             continue
-        return _write_output(source, target, route, steps, art, attempts, the_plan, data, out_root)
+        return _write_output(source, target, route, steps, art, attempts, the_plan, data, out_root,
+                             device if route.on_device else None)
     _raise_no_route(source, target, the_plan, attempts)
 
 
@@ -121,8 +140,9 @@ def _raise_no_route(source, target, the_plan, attempts):
     raise err
 
 
-def _write_output(source, target, route, steps, art: Artifact, attempts, the_plan, data, out_root) -> ConvertResult:
-    out_dir = Path(out_root) / source.name / target.name
+def _write_output(source, target, route, steps, art: Artifact, attempts, the_plan, data, out_root,
+                  device=None) -> ConvertResult:
+    out_dir = Path(out_root) / source.name / (target.name + (f"@{device.name}" if device is not None else ""))
     name = "model" + (target.extension or Path(art.path).suffix)
     manifest = {
         "edgekit": __version__,
@@ -140,6 +160,8 @@ def _write_output(source, target, route, steps, art: Artifact, attempts, the_pla
                                             "evaluation_samples": data.n_eval, "synthetic": data.synthetic},
         "artifact": name, "artifact_sha256": art.digest, "host": {"python": platform.python_version(),
                                                                    "machine": platform.machine()},
+        "options": dict(target.options),
+        "built_on_device": None if device is None else device_fingerprint(device),
     }
     with atomic_dir(out_dir) as tmp:
         copy_artifact(Path(art.path), tmp / name)

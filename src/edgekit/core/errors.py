@@ -62,12 +62,28 @@ class MissingExtra(EdgekitError):
 
     def __init__(self, module: str, extra: str, what: str = ""):
         what = what or module
-        super().__init__(
-            f"{what} needs the Python package '{module}', which is not installed.",
-            f"Install it with: pip install 'edgekit[{extra}]'",
-        )
+        super().__init__(f"{what} needs the Python package '{module}', which is not installed.", _install_hint(module, extra))
         self.module = module
         self.extra = extra
+
+
+def _install_hint(module: str, extra: str) -> str:
+    """The fix that works: the extra, and ``edgekit setup`` for modules pip cannot install as dependencies."""
+    try:
+        from ..backends import setup_for_module
+
+        backend = setup_for_module(module)
+    except Exception:  # noqa: BLE001  the hint must never fail the error it explains
+        backend = None
+    if backend is not None:
+        return f"Install it with: pip install 'edgekit[{extra}]' && edgekit setup {backend.name}"
+    return f"Install it with: pip install 'edgekit[{extra}]'"
+
+
+class SetupFailed(EdgekitError):
+    """A step of ``edgekit setup`` failed."""
+
+    exit_code = 3
 
 
 class ConversionError(EdgekitError):

@@ -42,6 +42,7 @@ class ConvertContext:
     source: Any  # sources.Source
     data: Any = None  # data.Dataset (calibration split is used)
     notes: list = field(default_factory=list)  # one-line notes for the manifest
+    device: Any = None  # the open device, for edges that run on it (``Converter.on_device``)
 
 
 class Converter:
@@ -55,6 +56,9 @@ class Converter:
     io_dtypes: ClassVar[frozenset[str]] = frozenset({"float32"})
     tools: ClassVar[tuple[str, ...]] = ()  # distributions whose versions are recorded
     revision: ClassVar[int] = 1  # bump to invalidate cached outputs of this edge
+    # True: must run on the device that will run the artifact (an engine built for its GPU, tuning
+    # by measuring there); it gets ``ctx.device`` and its cached outputs are keyed by that device.
+    on_device: ClassVar[bool] = False
 
     def __init_subclass__(cls, register: bool = True, **kw):
         super().__init_subclass__(**kw)
@@ -111,6 +115,19 @@ class Converter:
         """Write the converted model into ``out_dir`` (empty, private) and return its path."""
         raise NotImplementedError
 
+    # -- pre-flight: what this edge will do with each operator of the model (``edgekit inspect``).
+    # ``recipe`` is the target's for the route's last edge and the 'none' recipe for the others (as
+    # in conversion); ``facts`` is what the source format's operator lister found in the model.
+    @classmethod
+    def judge(cls, domain: str, op: str, target: Target, recipe: Recipe, facts: dict) -> list[tuple[str, str]]:
+        """[(status, why)] for one operator (status: ok | float | fallback | fail); [] = no opinion."""
+        return []
+
+    @classmethod
+    def preflight_notes(cls, facts: dict, target: Target, recipe: Recipe) -> list[str]:
+        """Notes about the whole model, or about what this edge's check could not see."""
+        return []
+
 
 @dataclass
 class Route:
@@ -122,11 +139,16 @@ class Route:
     def names(self) -> list[str]:
         return [e.name() for e in self.edges]
 
+    @property
+    def on_device(self) -> bool:
+        """Some edge must run on the target device: the route is walked once per device."""
+        return any(e.on_device for e in self.edges)
+
     def __str__(self) -> str:
         if not self.edges:
             return "(none)"
         fmt = [self.edges[0].src] + [e.dst for e in self.edges]
-        return " -> ".join(fmt) + f"  via {' , '.join(self.names)}"
+        return " -> ".join(fmt) + f"  via {', '.join(self.names)}"
 
 
 @dataclass
@@ -142,8 +164,9 @@ class Plan:
 
 
 def load_converters() -> dict[str, type[Converter]]:
-    from .. import backends  # noqa: F401  (registers the built-in edges; heavy imports stay lazy)
+    from ..backends import load_converters as import_backend_converters
 
+    import_backend_converters()  # importing registers the edges; heavy imports stay lazy
     return REGISTRY
 
 

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import __version__
-from .artifacts import size_bytes
 from .convert import convert
 from ..devices import LocalDevice
 from .errors import EdgekitError, RunnerError
@@ -19,8 +18,6 @@ from .parity import compare
 from .session import RunnerSession
 from .specs import Target, Tolerance
 from .stats import latency_stats
-
-RUNTIME_BY_SUFFIX = {".onnx": "onnxruntime", ".tflite": "litert"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ def device_record(device, probe: dict) -> dict:
 def measure(artifact: Path, runtime: str, dataset, reference: dict | None, tolerance: Tolerance,
             device_factory=LocalDevice, bench: BenchOptions | None = BenchOptions()) -> dict:
     """Parity and/or benchmark of one artifact on one device, in a fresh runner session."""
-    with device_factory() as device, RunnerSession(device) as session:
+    with device_factory() as device, RunnerSession(device, runtimes=[runtime]) as session:
         rec = measure_in(session, artifact, runtime, dataset, reference, tolerance, bench)
         rec["device"] = device_record(device, session.env())
     return rec
@@ -97,7 +94,7 @@ def reference_phase(source, dataset, bench: BenchOptions, progress=None) -> tupl
     finally:
         ref.close()
     src_row = dict(base, target="source", label=ref.label, status="reference", format=source.format,
-                   size_bytes=_source_size(source), bench=ref_bench,
+                   size_bytes=source.size_bytes, bench=ref_bench,
                    device={"name": "local", "kind": "local", "emulated": False})
     if dataset.labels is not None and dataset.task == "classification":
         from .parity import accuracy
@@ -106,20 +103,44 @@ def reference_phase(source, dataset, bench: BenchOptions, progress=None) -> tupl
     return base, src_row, ref_out, ref_bench
 
 
+@dataclass
+class OnDevice:
+    """A conversion whose best route has a step that must run on the target device: done per device,
+    in the measure phase, with that device open."""
+
+    source: object
+    dataset: object
+    out_root: Path
+
+    def run(self, target: Target, row: dict, device) -> tuple[dict, object]:
+        return _converted(self.source, target, self.dataset, self.out_root, dict(row), device)
+
+
 def convert_one(source, target: Target, dataset, out_root: Path, base: dict):
-    """Convert one target; returns (target, its record so far, ConvertResult or None on failure)."""
+    """Convert one target; returns (target, its record so far, ConvertResult, or None on failure, or
+    an :class:`OnDevice` when the conversion must wait for the device)."""
+    from .graph import plan
+
     row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime)
+    usable = plan(source.format, target).usable
+    if usable and usable[0].on_device:
+        return target, row, OnDevice(source, dataset, out_root)
+    row, result = _converted(source, target, dataset, out_root, row, None)
+    return target, row, result
+
+
+def _converted(source, target, dataset, out_root, row: dict, device) -> tuple[dict, object]:
     t0 = time.perf_counter()
     try:
-        result = convert(source, target, dataset, out_root)
+        result = convert(source, target, dataset, out_root, device=device)
     except EdgekitError as e:
         row.update(status="conversion_failed", reason=str(e), convert_s=time.perf_counter() - t0)
-        return target, row, None
+        return row, None
     row.update(artifact=str(result.artifact), size_bytes=result.manifest["size_bytes"],
                artifact_sha256=result.manifest["artifact_sha256"],
                route=[s["edge"] for s in result.manifest["route"]], cached=result.cached,
                convert_s=time.perf_counter() - t0, manifest=str(result.out_dir / "manifest.json"))
-    return target, row, result
+    return row, result
 
 
 def run(source, dataset, targets: list[Target], out_root: Path = Path("out"), bench: BenchOptions = BenchOptions(),
@@ -162,6 +183,9 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
                         continue
                     row["device"] = {"name": name, "kind": spec.kind, "emulated": device.emulated,
                                      "labels": dict(spec.labels)}
+                    if isinstance(result, OnDevice):
+                        progress(f"{target.name}: converting on {name}")
+                        row, result = result.run(target, row, device)
                     if result is None:
                         rows.append(row)
                         emit(row)
@@ -169,7 +193,7 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
                     progress(f"{target.name} on {name}: parity and benchmark")
                     try:
                         if session is None:  # (re)start the persistent worker: one per device, or after a crash
-                            session = RunnerSession(device)
+                            session = RunnerSession(device, runtimes=sorted({t.runtime for t, _, _ in todo}))
                             probe = session.env()
                         row["device"] = device_record(device, probe)
                         m = measure_in(session, result.artifact, target.runtime, dataset, ref_out, target.tolerance,
@@ -205,14 +229,6 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
     return [r for r in rows if r is not None]
 
 
-def _source_size(source) -> int | None:
-    if source.path:
-        return size_bytes(source.path)
-    if source.format == "torch":  # the weights a deployment would carry
-        return sum(t.numel() * t.element_size() for t in source.obj.state_dict().values())
-    return None
-
-
 def save_records(records: list[dict], out_root: Path) -> dict:
     """Append the records to ``<out>/<model>/results.jsonl`` and write this run's reports
     (Markdown, HTML with plots, CSV) beside it. Returns the paths by kind."""
@@ -228,12 +244,27 @@ def save_records(records: list[dict], out_root: Path) -> dict:
 
 
 def runtime_for(artifact: Path) -> str:
-    rt = RUNTIME_BY_SUFFIX.get(Path(artifact).suffix.lower())
+    """The runtime that runs ``artifact``: its manifest's, else the one for the format it is."""
+    from ..backends import format_of_path, runtime_for_format, runtimes
+
+    target = manifest_target(artifact)
+    if target is not None:
+        return target.runtime
+    fmt = format_of_path(Path(artifact))
+    rt = runtime_for_format(fmt.name) if fmt else None
     if rt is None:
         from .errors import UserError
 
-        raise UserError(f"'{artifact}' is not an artifact edgekit can run (.onnx or .tflite).")
-    return rt
+        runnable = sorted({s for r in runtimes().values() for f in r.formats for s in _suffixes(f)})
+        raise UserError(f"'{artifact}' is not an artifact edgekit can run (one of: {', '.join(runnable)}).")
+    return rt.name
+
+
+def _suffixes(fmt: str) -> tuple:
+    from ..backends import get_format
+
+    f = get_format(fmt)
+    return f.suffixes or ((f"a folder with {f.folder_marker}",) if f.folder_marker else ())
 
 
 def manifest_target(artifact: Path) -> Target | None:

@@ -1,36 +1,62 @@
-"""A runner session: one worker process on a device, spoken to over JSON lines.
+"""A runner session: worker processes on a device, spoken to over JSON lines.
 
-The session pushes ``runner.py`` and the artifact, starts ``python runner.py serve`` once, and
-sends requests. Arrays go as ``.npz`` files through the device's push/pull. A crash or a hang
-of the runtime ends in a :class:`RunnerError`, never in a hung or dead edgekit.
+The session ships the runner folder (``runner/worker.py``, ``runner/runtime_base.py`` and the
+runtime files of the runtimes it may load, taken from their backends) to the device once, starts
+a worker for a runtime's launcher when the first artifact of that runtime is loaded (Python
+runtimes share one ``python worker.py serve``), and sends requests. Arrays go as ``.npz`` files
+through the device's push/pull. A crash or a hang of a runtime ends in a :class:`RunnerError`,
+never in a hung or dead edgekit.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
+import shutil
 import threading
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from ..runner import worker as runner_module
 from ..devices import Device
 from .errors import RunnerError
 
+RUNNER_DIR = Path(__file__).resolve().parent.parent / "runner"
+PYTHON_WORKER = ("{python}", "{runner}/worker.py", "serve")
 
-class RunnerSession:
-    def __init__(self, device: Device, timeout: float = 600.0):
+
+def stage_runner(specs) -> Path:
+    """The runner folder for these runtimes, assembled once in the cache (content-addressed)."""
+    from .artifacts import atomic_dir, cache_root
+
+    files = [RUNNER_DIR / "worker.py", RUNNER_DIR / "runtime_base.py"]
+    for spec in specs:
+        files += [f for f in spec.runner_files() if f not in files]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    final = cache_root() / "runner" / h.hexdigest()[:16]
+    if not (final / "worker.py").exists():
+        with atomic_dir(final) as tmp:
+            for f in files:
+                shutil.copy2(f, tmp / f.name)
+    return final
+
+
+class _Worker:
+    """One process on the device speaking the runner protocol."""
+
+    def __init__(self, device: Device, argv: list[str], env: dict, timeout: float):
         self.device = device
         self.timeout = timeout
         self._lines: queue.Queue = queue.Queue()
         self._stderr: list[str] = []
-        runner_path = device.push(Path(runner_module.__file__), "runner.py")
-        self.proc = device.spawn(["{python}", runner_path, "serve"])
+        self.proc = device.spawn(argv, env=env)
         threading.Thread(target=self._pump, args=(self.proc.stdout, self._lines), daemon=True).start()
         if getattr(self.proc, "stderr", None) is not None:
             threading.Thread(target=self._drain_stderr, daemon=True).start()
-        hello = self._read("starting the runner")
+        hello = self.read("starting the runner")
         if not hello.get("ready"):
             raise RunnerError(f"the runner on {device.name} did not start: {hello}")
 
@@ -45,7 +71,7 @@ class RunnerSession:
             self._stderr.append(line)
             del self._stderr[:-50]
 
-    def _read(self, doing: str) -> dict:
+    def read(self, doing: str) -> dict:
         try:
             line = self._lines.get(timeout=self.timeout)
         except queue.Empty:
@@ -65,7 +91,7 @@ class RunnerSession:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # the read below reports the crash
-        resp = self._read(doing)
+        resp = self.read(doing)
         if not resp.get("ok"):
             # the worker's error may span lines (runtimes embed their own reports): keep the first
             text = " ".join((str(resp.get("error") or "").strip().splitlines() or ["no detail"])[0].split())
@@ -74,19 +100,77 @@ class RunnerSession:
             raise err
         return resp
 
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+class RunnerSession:
+    """Runner workers on one device. ``runtimes`` names the runtimes it may load (default: all)."""
+
+    def __init__(self, device: Device, timeout: float = 600.0, runtimes=None):
+        from ..backends import get_runtime, runtimes as all_runtimes
+
+        self.device = device
+        self.timeout = timeout
+        self.specs = [get_runtime(r) for r in runtimes] if runtimes else list(all_runtimes().values())
+        self.remote_dir = device.push(stage_runner(self.specs), "edgekit-runner")
+        self._workers: dict[tuple, _Worker] = {}
+        self._current: _Worker | None = None
+        python = [s for s in self.specs if s.launcher == "python"]
+        if python or not self.specs:  # start the Python worker now: a device that cannot run it says so at once
+            self._current = self._worker(python[0] if python else None)
+
+    # -- workers
+    def _argv(self, spec) -> tuple:
+        return tuple(getattr(spec, "command", ()) or PYTHON_WORKER) if spec is not None else PYTHON_WORKER
+
+    def _worker(self, spec) -> _Worker:
+        argv = self._argv(spec)
+        if argv not in self._workers:
+            env = {}
+            for s in self.specs:
+                if self._argv(s) == argv:
+                    env.update(s.env)
+            self._workers[argv] = _Worker(self.device, [a.replace("{runner}", self.remote_dir) for a in argv], env,
+                                          self.timeout)
+        return self._workers[argv]
+
+    @property
+    def proc(self):
+        return (self._current or next(iter(self._workers.values()))).proc
+
+    def request(self, doing: str, **req) -> dict:
+        if self._current is None:
+            raise RunnerError(f"no artifact is loaded on {self.device.name} while {doing}.")
+        return self._current.request(doing, **req)
+
+    # -- the protocol
     def load(self, artifact: Path, runtime: str, threads: int = 1) -> dict:
+        from ..backends import get_runtime
+
+        spec = get_runtime(runtime)
+        if spec not in self.specs:
+            raise RunnerError(f"this session on {self.device.name} was not started for runtime '{spec.name}'.")
+        self._current = self._worker(spec)
         remote = self.device.push(Path(artifact))
         try:
-            return self.request(f"loading {Path(artifact).name}", op="load", artifact=remote, runtime=runtime,
-                                threads=threads)
+            return self.request(f"loading {Path(artifact).name}", op="load", artifact=remote, runtime=spec.name,
+                                module=spec.runner_module, threads=threads)
         except RunnerError as e:
             kind = getattr(e, "remote_kind", None)
             if kind is None:
                 raise  # a crash or a hang: the message already says so
             if kind in ("ImportError", "ModuleNotFoundError"):
-                hint = f"Install the {runtime} runtime where the runner runs ({self.device.name})."
+                hint = (f"Install the {spec.name} runtime where the runner runs ({self.device.name}): "
+                        + ("pip install 'edgekit[" + spec.extra + "]'" if self.device.name == "local" else
+                           f"edgekit devices setup {self.device.name} --runtime {spec.name}") + ".")
             else:
-                hint = (f"'{artifact}' may be truncated or not a {runtime} model; re-create it with "
+                hint = (f"'{artifact}' may be truncated or not a {spec.name} model; re-create it with "
                         "'edgekit convert'.")
             raise RunnerError(e.message, hint) from None
 
@@ -109,15 +193,15 @@ class RunnerSession:
         return self.request("benchmarking", op="bench", inputs=self._push_arrays(arrays), **params)
 
     def env(self) -> dict:
-        return self.request("probing the environment", op="env")
+        """The device's environment and the versions of the session's Python runtimes there."""
+        worker = self._workers.get(PYTHON_WORKER) or self._current
+        probe = {s.name: s.module for s in self.specs if self._argv(s) == PYTHON_WORKER}
+        return worker.request("probing the environment", op="env", probe=probe)
 
     def close(self) -> None:
-        try:
-            self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=10)
-        except Exception:
-            self.proc.kill()
+        for w in self._workers.values():
+            w.close()
+        self._workers.clear()
 
     def __enter__(self):
         return self
@@ -133,7 +217,6 @@ def _local_tmp() -> str:
     global _TMP
     if _TMP is None:
         import atexit
-        import shutil
         import tempfile
 
         _TMP = tempfile.mkdtemp(prefix="edgekit-io-")

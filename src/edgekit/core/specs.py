@@ -1,13 +1,13 @@
 """Targets and recipes: declarative TOML files loaded into frozen dataclasses.
 
-The files live in ``edgekit/targets`` and ``edgekit/recipes`` (shipped in the wheel);
-a user can add more with ``$EDGEKIT_SPECS=dir1:dir2`` (each holding ``targets/`` and/or
-``recipes/``). Unknown keys, wrong types and unknown values are errors.
+Recipes that any backend may apply live in ``edgekit/core/recipes``; each backend's folder holds
+its ``targets/`` (and may add ``recipes/``); a user can add more with ``$EDGEKIT_SPECS=dir1:dir2``
+(each holding ``targets/`` and/or ``recipes/``). Unknown keys, wrong types and unknown values are
+errors; a target's ``[options]`` table is validated by the backend of its format.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -23,8 +23,7 @@ else:  # pragma: no cover
 
 RECIPE_KINDS = ("none", "fp16", "int8-dynamic", "int8-static")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-FORMATS = ("torch", "onnx", "savedmodel", "keras", "tflite")
-RUNTIMES = ("onnxruntime", "litert")
+DEFAULT_USES = ("run", "fit")  # commands that take a target when the user names none
 
 
 @dataclass(frozen=True)
@@ -81,15 +80,36 @@ class Target:
     io_dtype: str = "float32"  # float32 | int8: the artifact's input/output tensor types
     extension: str = ""
     tolerance: Tolerance = field(default_factory=Tolerance)
+    default_for: tuple[str, ...] = ()  # commands (run, fit) that use this target when given none
+    options: dict = field(default_factory=dict, hash=False)  # free table, validated by the format's backend
 
     def __post_init__(self):
-        _one_of("format", self.format, FORMATS)
-        _one_of("runtime", self.runtime, RUNTIMES)
+        from ..backends import formats, runtimes
+
+        _one_of("format", self.format, tuple(formats()))
+        _one_of("runtime", self.runtime, tuple(runtimes()))
         _one_of("io_dtype", self.io_dtype, ("float32", "int8"))
+        for use in self.default_for:
+            _one_of("default_for entry", use, DEFAULT_USES)
+        if self.runtime not in _runtime_formats(self.format):
+            raise SpecError(f"runtime '{self.runtime}' does not run format '{self.format}'.",
+                            f"Use one of: {', '.join(_runtime_formats(self.format)) or 'none (no runtime runs it)'}.")
+        from ..backends import backend_of_format
+
+        backend_of_format(self.format).validate_options(self.name, self.options)
+
+    def option(self, key: str, default=None):
+        return self.options.get(key, default)
 
     @property
     def recipe_spec(self) -> Recipe:
         return get_recipe(self.recipe)
+
+
+def _runtime_formats(fmt: str) -> list[str]:
+    from ..backends import runtimes
+
+    return [r.name for r in runtimes().values() if fmt in r.formats]
 
 
 def _one_of(what: str, value, allowed):
@@ -130,6 +150,10 @@ def _coerce(tp, value, where):
         if not isinstance(value, list):
             raise SpecError(f"{where}: expected a list.")
         return tuple(_coerce(args[0], v, where) for v in value)
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise SpecError(f"{where}: expected a table.")
+        return dict(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(tp, type) and not isinstance(value, tp) or (tp in (int, float) and isinstance(value, bool)):
@@ -138,10 +162,10 @@ def _coerce(tp, value, where):
 
 
 def _spec_dirs(kind: str) -> list[Path]:
-    dirs = [Path(__file__).parent / kind, *sorted((Path(__file__).parent.parent / "backends").glob(f"*/{kind}"))]
-    for extra in filter(None, os.environ.get("EDGEKIT_SPECS", "").split(os.pathsep)):
-        dirs.append(Path(extra) / kind)
-    return [d for d in dirs if d.is_dir()]
+    from ..backends import spec_dirs
+
+    own = Path(__file__).parent / kind
+    return ([own] if own.is_dir() else []) + spec_dirs(kind)
 
 
 def _load_dir(kind: str, cls) -> dict:
@@ -185,6 +209,17 @@ def get_recipe(name: str) -> Recipe:
     if name not in recipes:
         raise UnknownName(f"Unknown recipe '{name}'.", did_you_mean(name, recipes) or f"Known: {', '.join(recipes)}.")
     return recipes[name]
+
+
+def default_targets(use: str) -> list[Target]:
+    """The targets a command (run, fit) takes when the user names none, by family then name."""
+    return sorted((t for t in all_targets().values() if use in t.default_for), key=target_order)
+
+
+def target_order(t: Target) -> tuple:
+    from ..backends import get_format
+
+    return (get_format(t.format).backend, t.name)
 
 
 def parse_target_list(text: str) -> list[Target]:

@@ -42,8 +42,9 @@ class Device:
     def pull(self, remote: str, local: Path) -> None:
         raise NotImplementedError
 
-    def spawn(self, argv: list[str]) -> Process:
-        """Start ``argv`` (``{python}`` is replaced by the device's Python) with piped stdin/stdout."""
+    def spawn(self, argv: list[str], env: dict | None = None) -> Process:
+        """Start ``argv`` (``{python}`` is replaced by the device's Python) with piped stdin/stdout and
+        ``env`` added to its environment."""
         raise NotImplementedError
 
     def run(self, argv: list[str], timeout: float = 60.0) -> tuple[int, str, str]:
@@ -92,9 +93,9 @@ class LocalDevice(Device):
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=self.workdir())
         return p.returncode, p.stdout, p.stderr
 
-    def spawn(self, argv: list[str]) -> Process:
+    def spawn(self, argv: list[str], env: dict | None = None) -> Process:
         argv = [self.python() if a == "{python}" else a for a in argv]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, bufsize=1, env=env, cwd=self.workdir())
 

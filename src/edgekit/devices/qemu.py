@@ -37,9 +37,6 @@ from .qemu_rootfs import (
     PLATFORMS,
     PYTHON_TAG,
     ROOT_PATH_ENV,
-    RUNTIME_ALIASES,
-    RUNTIME_MODULES,
-    RUNTIME_PINS,
     STAMP,
     SUITE,
     WHEELS_IN_ROOT,
@@ -57,7 +54,7 @@ from .qemu_rootfs import (
 
 __all__ = [
     "APT_HINT", "BINFMT_DIR", "DEB_PACKAGES", "DEFAULT_MIRROR", "DEVICE_PYTHON", "KEYRING", "NUMPY_PIN", "PLATFORMS",
-    "PYTHON_TAG", "ROOT_PATH_ENV", "RUNTIME_ALIASES", "RUNTIME_MODULES", "RUNTIME_PINS", "STAMP", "SUITE",
+    "PYTHON_TAG", "ROOT_PATH_ENV", "STAMP", "SUITE",
     "WHEELS_IN_ROOT", "DeviceError", "QemuArm64Device", "binfmt_enabled", "build_rootfs", "debian_mirror",
     "default_rootfs", "ensure_binfmt", "rootfs_info", "rootfs_ready",
 ]

@@ -27,15 +27,13 @@ from ..core.artifacts import cache_root, write_json
 
 DeviceError = getattr(errors, "DeviceError", errors.EdgekitError)
 
+ARCH = "aarch64"  # the device arch whose runtime pins the root installs
 SUITE = "bookworm"  # its python3 is 3.11: the cp311 aarch64 wheels below fit it
 PYTHON_TAG = "3.11"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 DEB_PACKAGES = ("python3", "libstdc++6", "libgomp1")
 NUMPY_PIN = "numpy>=1.26,<2.5"
-RUNTIME_PINS = {"onnxruntime": "onnxruntime==1.32.0", "litert": "ai-edge-litert==2.3.0"}
-RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}
-RUNTIME_ALIASES = {"tflite": "litert", "ai-edge-litert": "litert", "ort": "onnxruntime"}
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_24_aarch64", "manylinux_2_27_aarch64",
              "manylinux_2_28_aarch64", "manylinux_2_31_aarch64", "manylinux_2_34_aarch64", "manylinux_2_35_aarch64")
 STAMP = "etc/edgekit-rootfs.json"  # inside the root: the rename that publishes the root publishes it too
@@ -69,15 +67,26 @@ def rootfs_info(root: Path | None = None) -> dict | None:
 
 
 def _runtimes(runtimes) -> tuple:
-    return tuple(dict.fromkeys(RUNTIME_ALIASES.get(r, r) for r in runtimes))
+    """Runtime names (aliases resolved; default: every registered runtime with an aarch64 build)."""
+    from ..backends import get_runtime, runtimes as registered
+
+    if runtimes is None:
+        return tuple(r.name for r in registered().values() if r.requirements(ARCH))
+    return tuple(dict.fromkeys(get_runtime(r).name for r in runtimes))
 
 
-def rootfs_ready(root: Path | None = None, runtimes=("onnxruntime", "litert")) -> bool:
+def _spec(name: str):
+    from ..backends import get_runtime
+
+    return get_runtime(name)
+
+
+def rootfs_ready(root: Path | None = None, runtimes=None) -> bool:
     info = rootfs_info(root)
     return bool(info) and all(r in info.get("runtimes", ()) for r in _runtimes(runtimes))
 
 
-def build_rootfs(root: Path | None = None, runtimes=("onnxruntime", "litert"), progress=print,
+def build_rootfs(root: Path | None = None, runtimes=None, progress=print,
                  force: bool = False, mirror: str | None = None) -> Path:
     """Build (once) the cached ARM64 root and return its path; a no-op if it is already complete.
 
@@ -87,10 +96,10 @@ def build_rootfs(root: Path | None = None, runtimes=("onnxruntime", "litert"), p
     progress = progress or (lambda msg: None)
     root = Path(root or default_rootfs()).absolute()
     runtimes = _runtimes(runtimes)
-    unknown = [r for r in runtimes if r not in RUNTIME_PINS]
+    unknown = [r for r in runtimes if not _spec(r).requirements(ARCH)]
     if unknown:
         raise errors.UnknownName(f"no ARM64 build of runtime '{unknown[0]}' is known.",
-                                 f"Choose among: {', '.join(RUNTIME_PINS)}.")
+                                 f"Choose among: {', '.join(_runtimes(None))}.")
     if not force and rootfs_ready(root, runtimes):
         return root
     if os.geteuid() != 0:
@@ -140,7 +149,7 @@ def _build_into(tmp: Path, runtimes, progress, logf, mirror, t0) -> None:
 
     wheels = tmp / WHEELS_IN_ROOT
     wheels.mkdir(parents=True, exist_ok=True)
-    reqs = [NUMPY_PIN] + [RUNTIME_PINS[r] for r in runtimes]
+    reqs = [NUMPY_PIN] + [req for r in runtimes for req in _spec(r).requirements(ARCH)]
     progress(f"downloading aarch64 wheels on the host: {' '.join(reqs)} (+ dependencies)")
     argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
             "--python-version", PYTHON_TAG, "--implementation", "cp", "--abi", "cp" + PYTHON_TAG.replace(".", ""),
@@ -163,7 +172,7 @@ def _build_into(tmp: Path, runtimes, progress, logf, mirror, t0) -> None:
     _sys_stub(tmp)
 
     progress("checking the ARM64 root")
-    mods = {r: RUNTIME_MODULES[r] for r in runtimes}
+    mods = {r: _spec(r).module for r in runtimes}
     code = ("import json, platform, importlib, importlib.metadata as md\n"
             f"mods = {mods!r}\n"
             "out = {'machine': platform.machine(), 'python': platform.python_version(), 'packages': {}}\n"
@@ -178,7 +187,7 @@ def _build_into(tmp: Path, runtimes, progress, logf, mirror, t0) -> None:
     facts = json.loads(out.strip().splitlines()[-1])
     if facts["machine"] != "aarch64":
         raise DeviceError(f"the ARM64 root reports machine '{facts['machine']}', not aarch64.")
-    wanted = ["numpy"] + [RUNTIME_PINS[r].split("==")[0] for r in runtimes]
+    wanted = ["numpy"] + [_spec(r).distribution for r in runtimes if _spec(r).distribution]
     stamp = {
         "debian": SUITE, "arch": "arm64", "machine": facts["machine"], "python": facts["python"],
         "mirror": mirror, "runtimes": list(runtimes),

@@ -18,8 +18,6 @@ from ..core.errors import EdgekitError
 from .inventory import DeviceSpec, open_device
 from .lease import lease
 
-PINS = {"onnxruntime": ["onnxruntime==1.32.0"], "tflite": ["ai-edge-litert==2.3.0"],
-        "litert": ["ai-edge-litert==2.3.0"]}
 BASE = ["numpy>=1.26,<2.5"]
 ENV = "~/.edgekit/venv"
 
@@ -64,7 +62,9 @@ def setup(spec: DeviceSpec, runtimes: list[str], progress=print) -> dict:
         return dict(rootfs_info(root) or {}, device=spec.name, rootfs=str(root))
     if spec.kind == "local":
         raise SetupError("the local device uses edgekit's own environment.", "Install extras with pip instead.")
-    requirements = BASE + [p for rt in runtimes for p in PINS[rt]]
+    from ..backends import get_runtime
+
+    specs = [get_runtime(rt) for rt in runtimes]
     with lease(spec.name), open_device(spec) as device:
         code, out, err = device.run(["python3", "-c", PROBE], timeout=60)
         if code != 0:
@@ -72,6 +72,8 @@ def setup(spec: DeviceSpec, runtimes: list[str], progress=print) -> dict:
                              "Install Python 3 on the device.")
         facts = json.loads(out.strip().splitlines()[-1])
         progress(f"{spec.name}: {facts['arch']}, Python {facts['py']}, {facts['libc'][0]} {facts['libc'][1]}")
+        requirements = BASE + [req for rt in specs for req in rt.requirements(facts["arch"])]
+        dists = ["numpy"] + [rt.distribution for rt in specs if rt.distribution]
         with tempfile.TemporaryDirectory() as tmp:
             progress(f"downloading wheels for {facts['arch']} on this host: {' '.join(requirements)}")
             wheels = download_wheels(Path(tmp), requirements, facts["arch"], facts["py"], tuple(facts["libc"]))
@@ -82,9 +84,9 @@ def setup(spec: DeviceSpec, runtimes: list[str], progress=print) -> dict:
         steps = [["python3", "-m", "venv", "--without-pip", "--clear", env],
                  [f"{env}/bin/python", f"{pip_whl}/pip", "install", "-q", "--no-index", "--find-links", wheel_dir,
                   *requirements],
-                 [f"{env}/bin/python", "-c", "import json, importlib.metadata as m; print(json.dumps({d: m.version(d) "
-                  "for d in ('numpy', 'onnxruntime', 'ai-edge-litert') if __import__('importlib').util.find_spec("
-                  "{'ai-edge-litert': 'ai_edge_litert'}.get(d, d))}))"]]
+                 [f"{env}/bin/python", "-c", "import json, sys, importlib.metadata as m; print(json.dumps({d: m.version(d) "
+                  "for d in sys.argv[1:] if [x for x in m.distributions() if x.metadata['Name'].lower() == d]}))",
+                  *dists]]
         for argv in steps:
             progress(f"{spec.name}: {' '.join(argv[:3])} ...")
             code, out, err = device.run(argv, timeout=900)

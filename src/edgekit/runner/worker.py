@@ -1,16 +1,20 @@
-"""edgekit runner: load one artifact with its runtime, run inputs, time it.
+"""edgekit runner worker: load one artifact with its runtime, run inputs, time it.
 
-This file depends on the Python standard library, numpy and the runtime only, because it is
-copied as-is to remote devices. It runs as a worker process that answers one JSON request per
-line on stdin with one JSON response per line on stdout (``python runner.py serve``); arrays
-travel as ``.npz`` files beside it. The runtime is imported once per worker, not per request.
+The runner is a small folder shipped to the device: this file, ``runtime_base.py`` and the
+runtime files (``rt_<runtime>.py``, from the backends) of the artifacts it will load. It depends on
+the Python standard library, numpy and the runtimes only. It runs as a worker process that answers
+one JSON request per line on stdin with one JSON response per line on stdout
+(``python worker.py serve``); arrays travel as ``.npz`` files beside it. A runtime module is
+imported once per worker, by name, when the first artifact of its runtime is loaded.
 
-Requests: {"op": "load", "artifact", "runtime", "threads"} | {"op": "infer", "inputs", "outputs"}
-| {"op": "bench", "inputs", "warmup", "min_runs", "min_seconds", "max_seconds"} | {"op": "env"}
-| {"op": "quit"}.
+Requests: {"op": "load", "artifact", "runtime", "module", "threads"} | {"op": "infer", "inputs",
+"outputs"} | {"op": "bench", "inputs", "warmup", "min_runs", "min_seconds", "max_seconds"}
+| {"op": "env", "probe": {runtime: import name}} | {"op": "quit"}.
+A runtime that is not Python (a Node or browser harness) speaks the same protocol.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -19,7 +23,12 @@ import time
 
 import numpy as np
 
-PROTOCOL = 1
+try:
+    from runtime_base import Model, run_all
+except ImportError:  # imported as part of edgekit (the local reference, tests) rather than shipped
+    from .runtime_base import Model, run_all
+
+PROTOCOL = 2
 
 
 def _status_kb(field: str) -> int | None:
@@ -58,160 +67,6 @@ def _rss_kb() -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     except Exception:  # pragma: no cover - non-POSIX
         return 0
-
-
-class Model:
-    """A loaded artifact. Subclasses know one runtime; none knows transport."""
-
-    runtime = ""
-    batch_limit = None  # fixed batch size of the model's inputs, or None if dynamic
-
-    def input_specs(self) -> list:
-        raise NotImplementedError
-
-    def output_names(self) -> list:
-        raise NotImplementedError
-
-    def prepare(self, feed: dict) -> dict:
-        """Cast/quantize a float/int feed to what the model takes (outside the timed path)."""
-        return feed
-
-    def run(self, feed: dict) -> dict:
-        raise NotImplementedError
-
-
-class OnnxRuntimeModel(Model):
-    runtime = "onnxruntime"
-
-    def __init__(self, path: str, threads: int):
-        import onnxruntime as ort
-
-        self.version = ort.__version__
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-        self.inputs = self.session.get_inputs()
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        dims = [i.shape[0] if i.shape else None for i in self.inputs]
-        self.batch_limit = dims[0] if dims and isinstance(dims[0], int) else None
-
-    def input_specs(self):
-        types = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
-                 "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
-        return [{"name": i.name, "shape": [d if isinstance(d, int) else None for d in i.shape],
-                 "dtype": types.get(i.type, i.type)} for i in self.inputs]
-
-    def output_names(self):
-        return list(self.outputs)
-
-    def prepare(self, feed):
-        out = {}
-        for spec in self.input_specs():
-            a = lookup_input(feed, spec["name"])
-            out[spec["name"]] = np.ascontiguousarray(a.astype(spec["dtype"], copy=False))
-        return out
-
-    def run(self, feed):
-        return dict(zip(self.outputs, self.session.run(self.outputs, feed)))
-
-
-class LiteRtModel(Model):
-    runtime = "litert"
-
-    def __init__(self, path: str, threads: int):
-        try:
-            from ai_edge_litert import interpreter as tfl
-            import ai_edge_litert
-
-            self.version = getattr(ai_edge_litert, "__version__", "")
-        except ImportError:  # older boards
-            from tflite_runtime import interpreter as tfl
-
-            self.version = "tflite_runtime"
-        self.interpreter = tfl.Interpreter(model_path=path, num_threads=threads)
-        sigs = self.interpreter.get_signature_list()
-        if sigs:  # names as the converter kept them (the ONNX/torch input names)
-            runner = self.interpreter.get_signature_runner(next(iter(sigs)))
-            self.in_details = runner.get_input_details()
-            self.out_details = runner.get_output_details()
-            del runner  # it holds references that would block allocate_tensors
-        else:
-            self.in_details = {d["name"]: d for d in self.interpreter.get_input_details()}
-            self.out_details = {d["name"]: d for d in self.interpreter.get_output_details()}
-        self.interpreter.allocate_tensors()
-        self.shapes = {n: tuple(d["shape"]) for n, d in self.in_details.items()}
-        first = next(iter(self.in_details.values()))
-        sig = first.get("shape_signature", first["shape"])
-        self.batch_limit = int(sig[0]) if len(sig) and int(sig[0]) > 0 else None
-
-    def input_specs(self):
-        return [{"name": n, "shape": [int(s) if s > 0 else None for s in d.get("shape_signature", d["shape"])],
-                 "dtype": np.dtype(d["dtype"]).name} for n, d in self.in_details.items()]
-
-    def output_names(self):
-        return list(self.out_details)
-
-    def prepare(self, feed):
-        out = {}
-        for name, d in self.in_details.items():
-            a = lookup_input(feed, name)
-            dtype = np.dtype(d["dtype"])
-            scale, zero = d.get("quantization", (0.0, 0))
-            if dtype.kind in "iu" and a.dtype.kind == "f" and scale:
-                info = np.iinfo(dtype)
-                a = np.clip(np.round(a / scale + zero), info.min, info.max)
-            out[name] = np.ascontiguousarray(a.astype(dtype, copy=False))
-        return out
-
-    def run(self, feed):
-        # the interpreter's tensor API directly: the leanest call path on the timed loop
-        interp = self.interpreter
-        for name, d in self.in_details.items():
-            a = feed[name]
-            if a.shape != self.shapes[name]:
-                interp.resize_tensor_input(d["index"], a.shape)
-                interp.allocate_tensors()
-                self.shapes[name] = a.shape
-            interp.set_tensor(d["index"], a)
-        interp.invoke()
-        raw = {n: interp.get_tensor(d["index"]) for n, d in self.out_details.items()}
-        out = {}
-        for name, a in raw.items():
-            scale, zero = self.out_details[name].get("quantization", (0.0, 0))
-            out[name] = (a.astype(np.float32) - zero) * scale if a.dtype.kind in "iu" and scale else a
-        return out
-
-
-RUNTIMES = {"onnxruntime": OnnxRuntimeModel, "litert": LiteRtModel}
-
-
-def lookup_input(feed: dict, name: str):
-    """The data array for model input ``name``: exact, then the converter-decorated name's core
-    (``serving_default_x:0`` -> ``x``), then a unique prefix match, then the only array there is."""
-    if name in feed:
-        return feed[name]
-    core = name.split(":")[0].replace("serving_default_", "")
-    if core in feed:
-        return feed[core]
-    close = [k for k in feed if core.startswith(k) or k.startswith(core)]
-    if len(close) == 1:
-        return feed[close[0]]
-    if len(feed) == 1:
-        return next(iter(feed.values()))
-    raise KeyError(f"the model's input '{name}' is not in the data (which has {sorted(feed)})")
-
-
-def run_all(model: Model, arrays: dict) -> dict:
-    """Run every sample of ``arrays`` through ``model`` in batches it accepts."""
-    n = len(next(iter(arrays.values())))
-    step = model.batch_limit or min(n, 64)
-    pieces = []
-    for start in range(0, n, step):
-        feed = model.prepare({k: v[start:start + step] for k, v in arrays.items()})
-        pieces.append(model.run(feed))
-    return {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
 
 
 def time_calls(fn, warmup: int = 10, min_runs: int = 50, min_seconds: float = 1.0,
@@ -271,7 +126,7 @@ class Worker:
             gc.collect()
             self.rss_start_kb = _reset_peak_rss()
             t0 = time.perf_counter()
-            cls = RUNTIMES[req["runtime"]]
+            cls = importlib.import_module(req["module"]).MODEL
             model = cls(req["artifact"], int(req.get("threads", 1)))
             self.model = model
             return {"load_s": time.perf_counter() - t0, "inputs": model.input_specs(),
@@ -296,7 +151,7 @@ class Worker:
             return result
         if op == "env":
             versions = {}
-            for name, mod in (("onnxruntime", "onnxruntime"), ("litert", "ai_edge_litert")):
+            for name, mod in (req.get("probe") or {}).items():
                 try:
                     m = __import__(mod)
                     versions[name] = getattr(m, "__version__", "?")

@@ -28,6 +28,18 @@ class Fp16OnnxFromOnnx(Converter):
     requires = (("onnx", "onnx"), ("onnxruntime", "onnx"))
     tools = ("onnx", "onnxruntime")
 
+    @classmethod
+    def judge(cls, domain, op, target, recipe, facts):
+        from .preflight import judge_fp16
+
+        return judge_fp16(domain, op, cls.name())
+
+    @classmethod
+    def preflight_notes(cls, facts, target, recipe):
+        from .preflight import fp16_notes
+
+        return fp16_notes()
+
     def convert(self, artifact, out_dir, ctx):
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -86,6 +98,20 @@ class QuantizedOnnxFromOnnx(Converter):
     requires = (("onnx", "onnx"), ("onnxruntime", "onnx"))
     tools = ("onnx", "onnxruntime")
     revision = 3
+
+    @classmethod
+    def judge(cls, domain, op, target, recipe, facts):
+        from .preflight import custom_domain, judge_quantizer
+
+        if recipe.kind in cls.recipes:
+            return judge_quantizer(domain, op, recipe, cls.name())
+        return custom_domain(domain, cls.name())
+
+    @classmethod
+    def preflight_notes(cls, facts, target, recipe):
+        from .preflight import quantizer_notes
+
+        return quantizer_notes()
 
     def convert(self, artifact, out_dir, ctx):
         import onnx

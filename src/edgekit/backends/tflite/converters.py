@@ -1,12 +1,7 @@
-"""TensorFlow-side edges: ONNX -> SavedModel (onnx2tf), SavedModel/Keras -> TFLite (the TFLite
-converter, which applies fp16, dynamic-range int8 and full-integer int8 with calibration)."""
+"""SavedModel/Keras -> TFLite with the TFLite converter, which applies fp16, dynamic-range int8 and
+full-integer int8 with calibration (the kernel types are checked after conversion)."""
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,76 +9,7 @@ import numpy as np
 from ...core.errors import ConversionError, UnsupportedOperator
 from ...core.graph import Converter
 from ...core.lazy import import_quietly, native_output_silenced
-from ...runner.worker import lookup_input
-from ..onnx.ops import check_standard_ops, op_types
-
-ONNX2TF_TIMEOUT_S = 1800
-# ONNX ops whose TF lowering has no TFLite builtin kernel (Erf: the GELU of BERT-style models)
-PSEUDO_OPS = {"Erf"}
-
-
-class SavedModelFromOnnx(Converter):
-    """onnx2tf in a child process (it is heavy, chatty, and may crash). NCHW inputs are kept NCHW
-    so that the artifact takes exactly the source model's inputs."""
-
-    src, dst = "onnx", "savedmodel"
-    cost = 2.0
-    requires = (("onnx2tf", "tflite"), ("tensorflow", "tflite"), ("onnx_graphsurgeon", "tflite"))
-    tools = ("onnx2tf", "tensorflow")
-    revision = 2
-
-    def convert(self, artifact, out_dir, ctx):
-        import onnx
-
-        check_standard_ops(artifact.path, self.name())
-        ops_dir = Path(importlib.util.find_spec("onnx2tf").origin).parent / "ops"  # no TF import just to look
-        for domain, op in op_types(artifact.path):
-            if domain in ("", "ai.onnx") and not (ops_dir / f"{op}.py").exists():
-                raise UnsupportedOperator(self.name(), op, "onnx2tf has no converter for it")
-        work = out_dir / "work"
-        work.mkdir()
-        onnx_copy = work / "model.onnx"  # onnx2tf's onnxsim step overwrites its input in place
-        shutil.copyfile(artifact.path, onnx_copy)
-        model = onnx.load(str(onnx_copy), load_external_data=False)
-        inits = {i.name for i in model.graph.initializer}
-        keep = [i.name for i in model.graph.input if i.name not in inits
-                and len(i.type.tensor_type.shape.dim) >= 3 and i.type.tensor_type.elem_type in (1, 10)]
-        tf_dir = work / "tf"
-        argv = [sys.executable, "-m", "onnx2tf", "-i", str(onnx_copy), "-o", str(tf_dir), "-osd", "-coion", "-n"]
-        if keep:
-            argv += ["-k", *keep]
-        pseudo = sorted(PSEUDO_OPS & {op for _, op in op_types(artifact.path)})
-        if pseudo:  # no TFLite builtin kernel: onnx2tf rewrites them into builtin math
-            argv += ["-rtpo", *pseudo]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1",
-                   PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-        try:
-            proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=ONNX2TF_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise ConversionError(self.name(), f"onnx2tf did not finish within {ONNX2TF_TIMEOUT_S} s.") from None
-        saved = tf_dir / "saved_model.pb"
-        if proc.returncode != 0 or not saved.exists():
-            raise ConversionError(self.name(), "onnx2tf failed: " + _last_error(proc.stdout + proc.stderr))
-        final = out_dir / "saved_model"
-        final.mkdir()
-        for item in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
-            if (tf_dir / item).exists():
-                shutil.move(str(tf_dir / item), str(final / item))
-        shutil.rmtree(work, ignore_errors=True)
-        ctx.notes.append("onnx2tf" + (f", kept NCHW inputs: {', '.join(keep)}" if keep else "")
-                         + (f", pseudo ops for {', '.join(pseudo)}" if pseudo else ""))
-        return final
-
-
-def _last_error(text: str) -> str:
-    import re
-
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "Error" in ln or "error" in ln:
-            return ln[:300]
-    return (lines[-1] if lines else "no output")[:300]
+from ...runner.runtime_base import lookup_input
 
 
 def _tflite_convert(make_converter, out_dir: Path, ctx, edge: str, signature_inputs: dict) -> Path:
@@ -156,6 +82,18 @@ class TfliteFromSavedModel(Converter):
     io_dtypes = frozenset({"float32", "int8"})
     requires = (("tensorflow", "tflite"),)
     tools = ("tensorflow",)
+
+    @classmethod
+    def judge(cls, domain, op, target, recipe, facts):
+        from .preflight import judge_tflite_converter
+
+        return judge_tflite_converter(domain, op, target, recipe, facts)
+
+    @classmethod
+    def preflight_notes(cls, facts, target, recipe):
+        from .preflight import tflite_converter_notes
+
+        return tflite_converter_notes(facts, recipe)
 
     def convert(self, artifact, out_dir, ctx):
         tf = import_quietly("tensorflow", "tflite", "The TFLite converter")

@@ -44,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True)
     p.add_argument("--out", default="out")
     _add_model_args(p)
+    _add_device_args(p)
 
     p = sub.add_parser("run", help="convert to several targets, check parity, benchmark, report")
     p.add_argument("model")
-    p.add_argument("--targets", default="onnx,onnx-int8,tflite,tflite-int8")
+    p.add_argument("--targets", help="comma-separated targets (default: the targets marked for 'run')")
     p.add_argument("--out", default="out")
     p.add_argument("--track", action="store_true", help="log the records to MLflow (one run per target, device)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: a local SQLite store in ./mlruns)")
@@ -78,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q = dsub.add_parser("setup", help="install runtimes on a device (or build the emulated ARM64 root)")
     q.add_argument("name")
-    q.add_argument("--runtime", action="append", default=[], choices=["onnxruntime", "tflite", "litert"],
-                   help="runtime to install (repeatable; default: onnxruntime and tflite)")
+    q.add_argument("--runtime", action="append", default=[], metavar="RUNTIME",
+                   help="runtime to install (repeatable; default: every runtime; see 'edgekit targets')")
 
     p = sub.add_parser("sweep", help="models x targets x recipes x devices from a suite file")
     p.add_argument("suite")
@@ -98,8 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="the best artifact for a device under latency/size/accuracy budgets")
     p.add_argument("model")
-    p.add_argument("--targets", default="onnx,onnx-fp16,onnx-int8-dynamic,onnx-int8,tflite,tflite-fp16,"
-                                        "tflite-int8-dynamic,tflite-int8")
+    p.add_argument("--targets", help="candidate targets (default: the targets marked for 'fit')")
     p.add_argument("--recipes", default="", help="recipe variants to try too (e.g. int8-static-entropy)")
     p.add_argument("--max-latency-ms", type=float)
     p.add_argument("--max-size-mb", type=float)
@@ -122,9 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track", action="store_true", help="also log the records to MLflow")
     p.add_argument("--tracking-uri")
 
+    p = sub.add_parser("setup", help="complete an install: the pip steps a backend cannot declare as dependencies")
+    p.add_argument("backend", nargs="*", help="backends to set up (default: all)")
+    p.add_argument("--check", action="store_true", help="only say what is missing (exit 1 if anything is)")
+    p.add_argument("--force", action="store_true", help="reinstall steps that look installed")
+
     sub.add_parser("targets", help="list targets: format, recipe, runtime, extra installed?")
     p = sub.add_parser("graph", help="show the conversion plan and why routes were rejected")
-    p.add_argument("--from", dest="src", default="torch", help="source format (torch, onnx, savedmodel, keras)")
+    p.add_argument("--from", dest="src", help="source format (default: each format a source can be given in)")
     p.add_argument("--to", dest="target", help="target name (default: every target)")
     return ap
 
@@ -139,7 +144,9 @@ def main(argv=None) -> int:
     if not args.cmd:
         build_parser().print_help()
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .quiet import quiet_frameworks
+
+    quiet_frameworks()
     try:
         return _command(args.cmd)(args)
     except EdgekitError as e:
@@ -195,10 +202,11 @@ def _bench_opts(args):
 
 
 COMMANDS = {
-    "convert": "cmd_model:cmd_convert", "run": "cmd_model:cmd_run", "parity": "cmd_model:cmd_parity",
-    "bench": "cmd_model:cmd_bench", "targets": "cmd_model:cmd_targets", "graph": "cmd_model:cmd_graph",
-    "inspect": "cmd_model:cmd_inspect", "devices": "cmd_devices:cmd_devices", "sweep": "cmd_results:cmd_sweep",
-    "check": "cmd_results:cmd_check", "fit": "cmd_results:cmd_fit", "report": "cmd_results:cmd_report",
+    "convert": "model:cmd_convert", "run": "model:cmd_run", "parity": "model:cmd_parity",
+    "bench": "model:cmd_bench", "targets": "model:cmd_targets", "graph": "model:cmd_graph",
+    "inspect": "model:cmd_inspect", "devices": "devices:cmd_devices", "sweep": "results:cmd_sweep",
+    "check": "results:cmd_check", "fit": "results:cmd_fit", "report": "results:cmd_report",
+    "setup": "setup:cmd_setup",
 }
 
 

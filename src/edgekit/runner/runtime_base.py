@@ -1,0 +1,57 @@
+"""What every runtime file of the runner builds on: the :class:`Model` interface, matching data
+arrays to a model's inputs, and running a whole data set through a model in batches.
+
+Runtime files live in their backend's folder (``backends/<family>/rt_<runtime>.py``), depend only
+on the standard library, numpy, this module and their runtime, and define ``MODEL``: the class
+the worker instantiates as ``MODEL(path, threads)``. They are shipped to devices beside this file.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Model:
+    """A loaded artifact. Subclasses know one runtime; none knows transport."""
+
+    runtime = ""
+    batch_limit = None  # fixed batch size of the model's inputs, or None if dynamic
+
+    def input_specs(self) -> list:
+        raise NotImplementedError
+
+    def output_names(self) -> list:
+        raise NotImplementedError
+
+    def prepare(self, feed: dict) -> dict:
+        """Cast/quantize a float/int feed to what the model takes (outside the timed path)."""
+        return feed
+
+    def run(self, feed: dict) -> dict:
+        raise NotImplementedError
+
+
+def lookup_input(feed: dict, name: str):
+    """The data array for model input ``name``: exact, then the converter-decorated name's core
+    (``serving_default_x:0`` -> ``x``), then a unique prefix match, then the only array there is."""
+    if name in feed:
+        return feed[name]
+    core = name.split(":")[0].replace("serving_default_", "")
+    if core in feed:
+        return feed[core]
+    close = [k for k in feed if core.startswith(k) or k.startswith(core)]
+    if len(close) == 1:
+        return feed[close[0]]
+    if len(feed) == 1:
+        return next(iter(feed.values()))
+    raise KeyError(f"the model's input '{name}' is not in the data (which has {sorted(feed)})")
+
+
+def run_all(model: Model, arrays: dict) -> dict:
+    """Run every sample of ``arrays`` through ``model`` in batches it accepts."""
+    n = len(next(iter(arrays.values())))
+    step = model.batch_limit or min(n, 64)
+    pieces = []
+    for start in range(0, n, step):
+        feed = model.prepare({k: v[start:start + step] for k, v in arrays.items()})
+        pieces.append(model.run(feed))
+    return {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
