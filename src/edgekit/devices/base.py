@@ -1,5 +1,5 @@
 """The device interface: transport only (push files, spawn a process, run a command, pull files,
-close). Devices know nothing of model formats; the runner (``runner.py``) and the session
+close), and what the device is (``describe()``). Devices know nothing of model formats; the runner (``runner.py``) and the session
 (``session.py``) do the rest over whatever device they are given.
 
 ``LocalDevice`` is this host. ``SshDevice`` and ``QemuArm64Device`` implement the same interface.
@@ -7,10 +7,12 @@ close). Devices know nothing of model formats; the runner (``runner.py``) and th
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -24,6 +26,17 @@ class Process(Protocol):
     def wait(self, timeout: float | None = None) -> int: ...
 
 
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a device is: its OS (``uname -s``: "Linux"), machine (``uname -m``: "aarch64"), whether
+    it is emulated (its timings are then no model of any hardware), and its kind ("ssh"...)."""
+
+    os: str
+    arch: str
+    emulated: bool
+    kind: str
+
+
 class Device:
     """Transport to one place that can run the runner."""
 
@@ -33,6 +46,10 @@ class Device:
     labels: dict = {}
 
     def workdir(self) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> DeviceInfo:
+        """What this device is (asked of it where it is not known)."""
         raise NotImplementedError
 
     def push(self, local: Path, name: str | None = None) -> str:
@@ -76,6 +93,9 @@ class LocalDevice(Device):
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="edgekit-run-")
         return self._dir
+
+    def describe(self) -> DeviceInfo:
+        return DeviceInfo(os=platform.system(), arch=platform.machine(), emulated=False, kind=self.kind)
 
     def push(self, local: Path, name: str | None = None) -> str:
         return str(Path(local).resolve())  # same file system: no copy needed

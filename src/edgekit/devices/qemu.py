@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .base import Device, Process
+from .base import Device, DeviceInfo, Process
 from .qemu_rootfs import (
     APT_HINT,
     BINFMT_DIR,
@@ -157,6 +157,9 @@ class QemuArm64Device(Device):
     # -- the Device interface
     def python(self) -> str:
         return DEVICE_PYTHON
+
+    def describe(self) -> DeviceInfo:
+        return DeviceInfo(os="Linux", arch="aarch64", emulated=True, kind=self.kind)
 
     def workdir(self) -> str:
         if self._dir is None:

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from ..core.errors import DeviceError, UserError
-from .base import Device
+from .base import Device, DeviceInfo
 from .ssh_process import LOST_EXIT, SshProcess, _WRAPPER, _drain, _pid_of, _strip_pid
 from .ssh_transport import _HostKeyCheck, _open_socket, _paramiko, _read_config, _settle, _transport_class
 
@@ -69,6 +69,7 @@ class SshDevice(Device):
         self._python = python
         self._client = None
         self._sftp = None
+        self._info: DeviceInfo | None = None  # describe(), for the current connection
         self._workdir: str | None = None
         self._procs: list[SshProcess] = []
         self._lock = threading.RLock()
@@ -159,6 +160,7 @@ class SshDevice(Device):
     def _disconnect(self) -> None:
         with self._lock:
             sftp, client, self._sftp, self._client = self._sftp, self._client, None, None
+            self._info = None
             for thing in (sftp, client):
                 try:
                     if thing is not None:
@@ -270,6 +272,21 @@ class SshDevice(Device):
         proc = SshProcess(self, chan, argv)
         self._procs = [p for p in self._procs if p.poll() is None] + [proc]
         return proc
+
+    def describe(self) -> DeviceInfo:
+        """What the device is, asked of it (``uname -s -m``) once per connection."""
+        with self._lock:
+            if self._info is None:
+                code, out, err = self._run(["uname", "-s", "-m"], min(self.command_timeout, 60.0))
+                words = out.split()
+                if code != 0 or len(words) < 2:
+                    detail = _one_line(err)[:200] or f"exit code {code}"
+                    raise DeviceError(f"{self._dev()} did not say what it is ('uname -s -m' failed: {detail}).")
+                info = DeviceInfo(os=" ".join(words[:-1]), arch=words[-1], emulated=self.emulated, kind=self.kind)
+                if self._live_transport() is not None:
+                    self._info = info
+                return info
+            return self._info
 
     def python(self) -> str:
         if self._python is None:
