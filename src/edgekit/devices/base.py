@@ -1,6 +1,7 @@
 """The device interface: transport only (push files, spawn a process, run a command, pull files,
-close), and what the device is (``describe()``). Devices know nothing of model formats; the runner (``runner.py``) and the session
-(``session.py``) do the rest over whatever device they are given.
+close) and what the device is (``describe()``). Devices know nothing of model formats or runtimes;
+the runner (``runner.py``) and the session (``session.py``) do the rest over whatever device they
+are given, and pass the runtime's environment variables to ``spawn``.
 
 ``LocalDevice`` is this host. ``SshDevice`` and ``QemuArm64Device`` implement the same interface.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +39,23 @@ class DeviceInfo:
     kind: str
 
 
+# the device's own environment for every spawned process; the caller's ``env`` adds to it
+DEFAULT_ENV = {"PYTHONUNBUFFERED": "1"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def spawn_env(env: dict | None) -> dict[str, str]:
+    """``DEFAULT_ENV`` updated with ``env``, checked: names are shell-variable names, values strings."""
+    out = dict(DEFAULT_ENV)
+    for name, value in (env or {}).items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise ValueError(f"not an environment variable name: {name!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"environment variable {name}: the value must be a string without NUL bytes")
+        out[name] = value
+    return out
+
+
 class Device:
     """Transport to one place that can run the runner."""
 
@@ -59,8 +78,9 @@ class Device:
     def pull(self, remote: str, local: Path) -> None:
         raise NotImplementedError
 
-    def spawn(self, argv: list[str]) -> Process:
-        """Start ``argv`` (``{python}`` is replaced by the device's Python) with piped stdin/stdout."""
+    def spawn(self, argv: list[str], env: dict | None = None) -> Process:
+        """Start ``argv`` (``{python}`` is replaced by the device's Python) in the work dir with piped
+        stdin/stdout/stderr; ``env`` adds environment variables to the device's defaults."""
         raise NotImplementedError
 
     def run(self, argv: list[str], timeout: float = 60.0) -> tuple[int, str, str]:
@@ -112,9 +132,9 @@ class LocalDevice(Device):
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=self.workdir())
         return p.returncode, p.stdout, p.stderr
 
-    def spawn(self, argv: list[str]) -> Process:
+    def spawn(self, argv: list[str], env: dict | None = None) -> Process:
         argv = [self.python() if a == "{python}" else a for a in argv]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+        env = dict(os.environ, **spawn_env(env))
         return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, bufsize=1, env=env, cwd=self.workdir())
 

@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .base import Device, DeviceInfo, Process
+from .base import Device, DeviceInfo, Process, spawn_env
 from .qemu_rootfs import (
     APT_HINT,
     BINFMT_DIR,
@@ -108,19 +108,19 @@ class QemuArm64Device(Device):
                           "qemu-aarch64 entry and qemu-aarch64-static does not work.",
                           APT_HINT + "; then, as root: update-binfmts --enable qemu-aarch64")
 
-    def _env(self) -> dict:
-        return {"HOME": "/root", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    def _env(self, extra: dict | None = None) -> dict:
+        return {"HOME": "/root", "LANG": "C.UTF-8", **spawn_env(extra)}
 
-    def _host_env(self) -> dict:
-        return {"PATH": ROOT_PATH_ENV.split("=", 1)[1], **self._env(), "QEMU_LD_PREFIX": str(self.root)}
+    def _host_env(self, extra: dict | None = None) -> dict:
+        return {"PATH": ROOT_PATH_ENV.split("=", 1)[1], **self._env(extra), "QEMU_LD_PREFIX": str(self.root)}
 
-    def _argv(self, argv: list[str]) -> list[str]:
+    def _argv(self, argv: list[str], extra_env: dict | None = None) -> list[str]:
         argv = [self.python() if a == "{python}" else str(a) for a in argv]
         if not argv:
             raise ValueError("empty argv")
         if self.mode == "qemu-user":
             return self._qemu_argv(argv)
-        env = [f"{k}={v}" for k, v in self._env().items()]
+        env = [f"{k}={v}" for k, v in self._env(extra_env).items()]  # arguments of env -i: no shell
         return _chroot_argv(self.root, argv, cwd=self.workdir(), env=env)
 
     def _qemu_argv(self, argv: list[str]) -> list[str]:
@@ -195,14 +195,14 @@ class QemuArm64Device(Device):
             raise DeviceError(f"'{remote}' does not exist on device '{self.name}'.") from None
         os.replace(part, local)
 
-    def _popen_kw(self) -> dict:
+    def _popen_kw(self, extra_env: dict | None = None) -> dict:
         self.workdir()
         if self.mode == "qemu-user":
-            return {"cwd": str(self._dir), "env": self._host_env()}
+            return {"cwd": str(self._dir), "env": self._host_env(extra_env)}
         return {"env": {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}}
 
-    def spawn(self, argv: list[str]) -> Process:
-        full, kw = self._argv(argv), self._popen_kw()
+    def spawn(self, argv: list[str], env: dict | None = None) -> Process:
+        full, kw = self._argv(argv, env), self._popen_kw(env)
         p = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, bufsize=1, **kw)
         self._procs = [q for q in self._procs if q.poll() is None] + [p]

@@ -5,7 +5,8 @@ against known_hosts unless ``strict_host_key_checking`` is off) and reopened onc
 between commands. Files go over SFTP into a private remote work folder (``mktemp -d``) that
 ``close()`` removes. Every remote command is an argv list joined with ``shlex.join``; spawned
 processes ``exec`` under a tiny ``sh`` wrapper that first reports their pid, so ``kill()``
-reaches the remote process and not only the channel (see ``ssh_process``).
+reaches the remote process and not only the channel (see ``ssh_process``), and exports the
+caller's environment variables, passed as quoted arguments.
 
 Settings come from keyword arguments first, then from the user's OpenSSH config
 (``~/.ssh/config``: HostName, Port, User, IdentityFile, UserKnownHostsFile), then defaults.
@@ -22,8 +23,8 @@ import uuid
 from pathlib import Path
 
 from ..core.errors import DeviceError, UserError
-from .base import Device, DeviceInfo
-from .ssh_process import LOST_EXIT, SshProcess, _WRAPPER, _drain, _pid_of, _strip_pid
+from .base import Device, DeviceInfo, spawn_env
+from .ssh_process import LOST_EXIT, SshProcess, _drain, _pid_of, _strip_pid, _wrapped
 from .ssh_transport import _HostKeyCheck, _open_socket, _paramiko, _read_config, _settle, _transport_class
 
 __all__ = ["LOST_EXIT", "SshDevice", "SshProcess"]
@@ -207,11 +208,12 @@ class SshDevice(Device):
             raise TypeError("SshDevice commands are argv lists, not shell strings")
         return [self.python() if a == "{python}" else str(a) for a in argv]
 
-    def _start(self, argv: list[str], cwd: str, doing: str):
+    def _start(self, argv: list[str], cwd: str, doing: str, env: dict | None = None):
+        command = _wrapped(cwd, argv, spawn_env(env))
         chan = self._channel(doing)
         try:
             # exec: the login shell becomes the wrapper, so a signal death comes back as exit-signal
-            chan.exec_command("exec " + shlex.join(["sh", "-c", _WRAPPER, "sh", cwd, *argv]))
+            chan.exec_command(command)
         except Exception as e:
             chan.close()
             raise self._lost_or(e, doing) from None
@@ -264,11 +266,12 @@ class SshDevice(Device):
         except Exception:
             pass
 
-    def spawn(self, argv: list[str]) -> SshProcess:
-        """Start ``argv`` in the work folder with text pipes, like ``subprocess.Popen(text=True)``."""
+    def spawn(self, argv: list[str], env: dict | None = None) -> SshProcess:
+        """Start ``argv`` in the work folder with text pipes, like ``subprocess.Popen(text=True)``;
+        ``env`` adds environment variables (passed as quoted arguments, never spliced into a shell)."""
         argv = self._argv(argv)
         cwd = self.workdir()
-        chan = self._start(argv, cwd, f"starting '{shlex.join(argv)[:120]}'")
+        chan = self._start(argv, cwd, f"starting '{shlex.join(argv)[:120]}'", env)
         proc = SshProcess(self, chan, argv)
         self._procs = [p for p in self._procs if p.poll() is None] + [proc]
         return proc
