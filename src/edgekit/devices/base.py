@@ -1,7 +1,7 @@
-"""The device interface: transport only (push files, spawn a process, run a command, pull files,
-close) and what the device is (``describe()``). Devices know nothing of model formats or runtimes;
-the runner (``runner.py``) and the session (``session.py``) do the rest over whatever device they
-are given, and pass the runtime's environment variables to ``spawn``.
+"""The device interface: transport only (push files or folders, spawn a process, run a command,
+pull files or folders, close) and what the device is (``describe()``). Devices know nothing of
+model formats or runtimes; the runner (``runner.py``) and the session (``session.py``) do the rest
+over whatever device they are given, and pass the runtime's environment variables to ``spawn``.
 
 ``LocalDevice`` is this host. ``SshDevice`` and ``QemuArm64Device`` implement the same interface.
 """
@@ -14,9 +14,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
+
+from ..core.errors import DeviceError, UserError
 
 
 class Process(Protocol):
@@ -72,10 +75,12 @@ class Device:
         raise NotImplementedError
 
     def push(self, local: Path, name: str | None = None) -> str:
-        """Copy ``local`` into the device's work dir; return its path there."""
+        """Copy the file or folder ``local`` into the device's work dir, as ``name`` (default: its
+        own name), keeping mode bits; return its path there. Atomic: a failed push leaves nothing."""
         raise NotImplementedError
 
     def pull(self, remote: str, local: Path) -> None:
+        """Copy the file or folder ``remote`` to ``local`` (replacing it), keeping mode bits."""
         raise NotImplementedError
 
     def spawn(self, argv: list[str], env: dict | None = None) -> Process:
@@ -100,6 +105,67 @@ class Device:
         self.close()
 
 
+# ---- local copies of files and folders (LocalDevice, QemuArm64Device) ----------------------------
+
+def _part_name(dst: Path) -> Path:
+    return dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.part")
+
+
+def copy_into_place(src: Path, dst: Path) -> None:
+    """Copy the file or folder ``src`` to ``dst`` with mode bits, through a temporary name beside
+    ``dst``: ``dst`` is either untouched (on failure, which raises OSError or shutil.Error) or the
+    complete copy. An existing ``dst`` is replaced."""
+    part = _part_name(dst)
+    try:
+        if src.is_dir():
+            shutil.copytree(src, part, copy_function=shutil.copy)  # copy: content and mode bits
+        else:
+            shutil.copy(src, part)
+        replace(part, dst)
+    except BaseException:
+        _remove(part)
+        raise
+
+
+def replace(part: Path, dst: Path) -> None:
+    """Move ``part`` to ``dst``; an existing ``dst`` (file or folder) is moved aside first, then removed."""
+    try:
+        os.replace(part, dst)  # a file over a file (or a folder over nothing / an empty folder)
+        return
+    except OSError:
+        if not (dst.exists() or dst.is_symlink()):
+            raise
+    old = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.old")
+    os.replace(dst, old)
+    try:
+        os.replace(part, dst)
+    except OSError:
+        os.replace(old, dst)
+        raise
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def copy_failure(e: Exception) -> str:
+    """One clause for a failed local copy: the first file and its reason."""
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        src, _, why = e.args[0][0]  # why: str(OSError), "[Errno 2] No such file or directory: 'src'"
+        reason = re.sub(r": '.*'$", "", str(why).split("] ", 1)[-1])
+        return f"{src}: {reason.rstrip('.')}"
+    if isinstance(e, OSError):
+        return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else (e.strerror or str(e))
+    return str(e) or type(e).__name__
+
+
 class LocalDevice(Device):
     """This host. Files are used in place; the runner runs in a child process."""
 
@@ -118,11 +184,21 @@ class LocalDevice(Device):
         return DeviceInfo(os=platform.system(), arch=platform.machine(), emulated=False, kind=self.kind)
 
     def push(self, local: Path, name: str | None = None) -> str:
-        return str(Path(local).resolve())  # same file system: no copy needed
+        local = Path(local)
+        if not local.exists():
+            raise UserError(f"cannot push '{local}' to device '{self.name}': it does not exist.")
+        return str(local.resolve())  # same file system: used in place, file or folder
 
     def pull(self, remote: str, local: Path) -> None:
-        if Path(remote).resolve() != Path(local).resolve():
-            shutil.copyfile(remote, local)
+        src, dst = Path(remote), Path(local)
+        if not src.exists():
+            raise DeviceError(f"device '{self.name}' has no file {remote}.")
+        if src.resolve() == dst.resolve():
+            return
+        try:
+            copy_into_place(src, dst)
+        except (OSError, shutil.Error) as e:
+            raise DeviceError(f"pulling {src.name} from device '{self.name}' failed ({copy_failure(e)}).") from None
 
     def python(self) -> str:
         return sys.executable

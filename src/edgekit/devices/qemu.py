@@ -25,7 +25,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .base import Device, DeviceInfo, Process, spawn_env
+from ..core.errors import UserError
+from .base import Device, DeviceInfo, Process, copy_failure, copy_into_place, spawn_env
 from .qemu_rootfs import (
     APT_HINT,
     BINFMT_DIR,
@@ -170,30 +171,28 @@ class QemuArm64Device(Device):
         return self._device_path(self._dir)
 
     def push(self, local: Path, name: str | None = None) -> str:
+        """Copy the file or folder ``local`` into the root's work folder (through a temporary name)."""
         local = Path(local)
+        if not local.exists():
+            raise UserError(f"cannot push '{local}' to device '{self.name}': it does not exist.")
         self.workdir()
         dst = self._dir / (name or local.name)
-        part = dst.with_name(f".{dst.name}.{os.getpid()}.part")
-        if local.is_dir():
-            shutil.rmtree(part, ignore_errors=True)
-            shutil.copytree(local, part)
-            if dst.exists():
-                shutil.rmtree(dst)
-        else:
-            shutil.copyfile(local, part)
-        os.replace(part, dst)
+        try:
+            copy_into_place(local, dst)
+        except (OSError, shutil.Error) as e:
+            raise DeviceError(f"pushing {local.name} to device '{self.name}' failed ({copy_failure(e)}).") from None
         return self._device_path(dst)
 
     def pull(self, remote: str, local: Path) -> None:
         src = self._host_path(remote)
         local = Path(local)
+        if not src.exists():
+            raise DeviceError(f"'{remote}' does not exist on device '{self.name}'.")
         local.parent.mkdir(parents=True, exist_ok=True)
-        part = local.with_name(f".{local.name}.{os.getpid()}.part")
         try:
-            shutil.copyfile(src, part)
-        except FileNotFoundError:
-            raise DeviceError(f"'{remote}' does not exist on device '{self.name}'.") from None
-        os.replace(part, local)
+            copy_into_place(src, local)
+        except (OSError, shutil.Error) as e:
+            raise DeviceError(f"pulling {src.name} from device '{self.name}' failed ({copy_failure(e)}).") from None
 
     def _popen_kw(self, extra_env: dict | None = None) -> dict:
         self.workdir()
