@@ -4,15 +4,18 @@ qemu-user-static); later runs reuse the cached one (then this module is not ``sl
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgekit.devices import LocalDevice
+from edgekit.devices import DeviceInfo, LocalDevice
 from edgekit.devices.qemu import QemuArm64Device, build_rootfs, default_rootfs, rootfs_info, rootfs_ready
 from edgekit.core.errors import EdgekitError
+
+from .device_trees import FILES, leftovers, make_tree, snapshot
 
 # Resolved at import, before conftest points EDGEKIT_CACHE at a private per-session cache: the
 # root is meant to be built once per machine, not per test session.
@@ -81,6 +84,51 @@ def test_push_pull_roundtrip(device, tmp_path):
     assert (tmp_path / "back.bin").read_bytes() == payload
     with pytest.raises(EdgekitError):
         device.pull("/etc/../../../../etc/shadow-no-such", tmp_path / "x")
+
+
+def test_push_run_pull_folder(device, tmp_path):
+    tree = make_tree(tmp_path / "model")
+    remote = device.push(tree)
+    assert remote == f"{device.workdir()}/model"
+    code, out, err = device.run(["sh", "-c", "cd model && find . -type f | sort"])
+    assert code == 0 and out.split("\n")[:-1] == [f"./{f}" for f in FILES], err
+    assert device.run(["./model/bin/run.sh", "arm"])[1] == f"ran arm in {Path(device.workdir()).name}\n"
+    code, out, err = device.run(["{python}", "-c", "import hashlib, platform; print(platform.machine(), "
+                                 "hashlib.sha256(open('model/weights.bin', 'rb').read()).hexdigest())"])
+    assert out.split() == ["aarch64", hashlib.sha256((tree / "weights.bin").read_bytes()).hexdigest()], err
+    assert device.run(["sh", "-c", "echo made > model/sub/made.txt"])[0] == 0
+    device.pull(remote, tmp_path / "back")
+    got = snapshot(tmp_path / "back")
+    assert got.pop("sub/made.txt")[0] == b"made\n" and got == snapshot(tree)
+    # pushing again replaces the folder; nothing temporary stays in the work folder or here
+    assert device.push(make_tree(tmp_path / "v2" / "model", seed=3, weights=10)) == remote
+    assert device.run(["cat", "model/config.json"])[1] == '{"layers": 3, "seed": 3}\n'
+    host_dir = device.root / device.workdir().lstrip("/")
+    assert leftovers(host_dir) == [] and leftovers(tmp_path) == []
+
+
+def test_folder_push_that_fails_leaves_nothing(device, tmp_path):
+    tree = make_tree(tmp_path / "model")
+    device.push(tree, "kept")
+    before = device.run(["sh", "-c", "find kept | sort"])[1]
+    (tree / "sub" / "gone").symlink_to(tmp_path / "nowhere")  # a file that disappeared
+    for name in ("kept", "fresh"):
+        with pytest.raises(EdgekitError) as e:
+            device.push(tree, name)
+        assert "device 'arm64-test'" in str(e.value) and "gone" in str(e.value)
+    host_dir = device.root / device.workdir().lstrip("/")
+    assert not (host_dir / "fresh").exists() and leftovers(host_dir) == []
+    assert device.run(["sh", "-c", "find kept | sort"])[1] == before
+
+
+def test_spawn_env_and_describe(device):
+    value = "a b 'q' \"dq\" $HOME `id` \\ ;"
+    proc = device.spawn(["{python}", "-c", "import json, os; print(json.dumps([os.environ.get('EDGEKIT_T'), "
+                         "os.environ.get('PYTHONUNBUFFERED'), 'TF_CPP_MIN_LOG_LEVEL' in os.environ]))"],
+                        env={"EDGEKIT_T": value})
+    assert json.loads(proc.stdout.read()) == [value, "1", False]
+    assert proc.wait(timeout=120) == 0
+    assert device.describe() == DeviceInfo(os="Linux", arch="aarch64", emulated=True, kind="qemu-arm64")
 
 
 def test_close_removes_workdir(rootfs):
@@ -161,6 +209,8 @@ def test_qemu_user_fallback_gives_the_same_answers(rootfs, artifacts, digits_dat
     with QemuArm64Device("fallback", root=rootfs, mode="qemu-user") as dev:
         code, out, err = dev.run(["{python}", "-c", "import platform; print(platform.machine())"])
         assert code == 0 and out.strip() == "aarch64", err
+        proc = dev.spawn(["{python}", "-c", "import os; print(os.environ['EDGEKIT_T'])"], env={"EDGEKIT_T": "a $b 'c'"})
+        assert proc.stdout.read() == "a $b 'c'\n" and proc.wait(timeout=120) == 0
         _, fb, env, _ = _run(dev, artifacts["onnx-int8"], "onnxruntime", data, bench=False)
         assert env["arch"] == "aarch64"
     with QemuArm64Device("chroot", root=rootfs) as dev:

@@ -223,7 +223,7 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
         for target, row, _ in todo[len(rows):]:
             if target.name not in done:
                 row.update(status="run_failed", reason=str(e),
-                           device={"name": name, "kind": spec.kind, "emulated": spec.kind == "qemu-arm64"})
+                           device={"name": name, "kind": spec.kind, "emulated": spec.emulated})
                 rows.append(row)
                 emit(row)
     return [r for r in rows if r is not None]

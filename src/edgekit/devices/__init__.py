@@ -1,4 +1,4 @@
 """Devices: where artifacts run. Transport only; see ``base.Device``."""
-from .base import Device, LocalDevice, Process
+from .base import Device, DeviceInfo, LocalDevice, Process
 
-__all__ = ["Device", "LocalDevice", "Process"]
+__all__ = ["Device", "DeviceInfo", "LocalDevice", "Process"]

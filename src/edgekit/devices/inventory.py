@@ -15,6 +15,7 @@ config folder ($XDG_CONFIG_HOME/edgekit/devices.toml). ``local`` (this host) alw
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from contextlib import contextmanager
@@ -29,7 +30,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-KINDS = ("local", "ssh", "qemu-arm64")
+# each kind's device class (module, class): imported on use, so paramiko is only needed for "ssh"
+DEVICE_CLASSES = {"local": ("base", "LocalDevice"), "ssh": ("ssh", "SshDevice"),
+                  "qemu-arm64": ("qemu", "QemuArm64Device")}
+KINDS = tuple(DEVICE_CLASSES)
+
+
+def device_class(kind: str) -> type:
+    module, cls = DEVICE_CLASSES[kind]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,11 @@ class DeviceSpec:
             raise SpecError(f"device '{self.name}': unknown kind '{self.kind}'.", f"Use one of: {', '.join(KINDS)}.")
         if self.kind == "ssh" and not self.host:
             raise SpecError(f"device '{self.name}' (ssh) has no host.", "Add host = \"...\" to devices.toml.")
+
+    @property
+    def emulated(self) -> bool:
+        """Whether devices of this kind are emulated (their timings are no model of any hardware)."""
+        return bool(device_class(self.kind).emulated)
 
 
 LOCAL = DeviceSpec("local", "local")
@@ -100,21 +114,16 @@ def get_spec(name: str) -> DeviceSpec:
 
 def open_device(spec: DeviceSpec):
     """A Device for ``spec`` (not yet connected: devices connect on first use)."""
-    from .base import LocalDevice
-
+    cls = device_class(spec.kind)
     if spec.kind == "local":
-        return LocalDevice()
+        return cls()
     if spec.kind == "ssh":
-        from .ssh import SshDevice
-
-        return SshDevice(spec.name, spec.host, port=spec.port or None, user=spec.user or None,
-                         identity_file=_expand(spec.identity_file), known_hosts=_expand(spec.known_hosts),
-                         python=spec.python or None, strict_host_key_checking=spec.strict_host_key_checking,
-                         connect_timeout=spec.connect_timeout, command_timeout=spec.command_timeout,
-                         labels=dict(spec.labels), remote_tmp=spec.remote_tmp)
-    from .qemu import QemuArm64Device
-
-    return QemuArm64Device(spec.name, labels=dict(spec.labels))
+        return cls(spec.name, spec.host, port=spec.port or None, user=spec.user or None,
+                   identity_file=_expand(spec.identity_file), known_hosts=_expand(spec.known_hosts),
+                   python=spec.python or None, strict_host_key_checking=spec.strict_host_key_checking,
+                   connect_timeout=spec.connect_timeout, command_timeout=spec.command_timeout,
+                   labels=dict(spec.labels), remote_tmp=spec.remote_tmp)
+    return cls(spec.name, labels=dict(spec.labels))
 
 
 def _expand(p: str) -> str | None:

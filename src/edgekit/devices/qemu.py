@@ -25,7 +25,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .base import Device, Process
+from ..core.errors import UserError
+from .base import Device, DeviceInfo, Process, copy_failure, copy_into_place, spawn_env
 from .qemu_rootfs import (
     APT_HINT,
     BINFMT_DIR,
@@ -105,19 +106,19 @@ class QemuArm64Device(Device):
                           "qemu-aarch64 entry and qemu-aarch64-static does not work.",
                           APT_HINT + "; then, as root: update-binfmts --enable qemu-aarch64")
 
-    def _env(self) -> dict:
-        return {"HOME": "/root", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    def _env(self, extra: dict | None = None) -> dict:
+        return {"HOME": "/root", "LANG": "C.UTF-8", **spawn_env(extra)}
 
-    def _host_env(self) -> dict:
-        return {"PATH": ROOT_PATH_ENV.split("=", 1)[1], **self._env(), "QEMU_LD_PREFIX": str(self.root)}
+    def _host_env(self, extra: dict | None = None) -> dict:
+        return {"PATH": ROOT_PATH_ENV.split("=", 1)[1], **self._env(extra), "QEMU_LD_PREFIX": str(self.root)}
 
-    def _argv(self, argv: list[str]) -> list[str]:
+    def _argv(self, argv: list[str], extra_env: dict | None = None) -> list[str]:
         argv = [self.python() if a == "{python}" else str(a) for a in argv]
         if not argv:
             raise ValueError("empty argv")
         if self.mode == "qemu-user":
             return self._qemu_argv(argv)
-        env = [f"{k}={v}" for k, v in self._env().items()]
+        env = [f"{k}={v}" for k, v in self._env(extra_env).items()]  # arguments of env -i: no shell
         return _chroot_argv(self.root, argv, cwd=self.workdir(), env=env)
 
     def _qemu_argv(self, argv: list[str]) -> list[str]:
@@ -155,6 +156,9 @@ class QemuArm64Device(Device):
     def python(self) -> str:
         return DEVICE_PYTHON
 
+    def describe(self) -> DeviceInfo:
+        return DeviceInfo(os="Linux", arch="aarch64", emulated=True, kind=self.kind)
+
     def workdir(self) -> str:
         if self._dir is None:
             tmp = self.root / "tmp"
@@ -164,39 +168,37 @@ class QemuArm64Device(Device):
         return self._device_path(self._dir)
 
     def push(self, local: Path, name: str | None = None) -> str:
+        """Copy the file or folder ``local`` into the root's work folder (through a temporary name)."""
         local = Path(local)
+        if not local.exists():
+            raise UserError(f"cannot push '{local}' to device '{self.name}': it does not exist.")
         self.workdir()
         dst = self._dir / (name or local.name)
-        part = dst.with_name(f".{dst.name}.{os.getpid()}.part")
-        if local.is_dir():
-            shutil.rmtree(part, ignore_errors=True)
-            shutil.copytree(local, part)
-            if dst.exists():
-                shutil.rmtree(dst)
-        else:
-            shutil.copyfile(local, part)
-        os.replace(part, dst)
+        try:
+            copy_into_place(local, dst)
+        except (OSError, shutil.Error) as e:
+            raise DeviceError(f"pushing {local.name} to device '{self.name}' failed ({copy_failure(e)}).") from None
         return self._device_path(dst)
 
     def pull(self, remote: str, local: Path) -> None:
         src = self._host_path(remote)
         local = Path(local)
+        if not src.exists():
+            raise DeviceError(f"'{remote}' does not exist on device '{self.name}'.")
         local.parent.mkdir(parents=True, exist_ok=True)
-        part = local.with_name(f".{local.name}.{os.getpid()}.part")
         try:
-            shutil.copyfile(src, part)
-        except FileNotFoundError:
-            raise DeviceError(f"'{remote}' does not exist on device '{self.name}'.") from None
-        os.replace(part, local)
+            copy_into_place(src, local)
+        except (OSError, shutil.Error) as e:
+            raise DeviceError(f"pulling {src.name} from device '{self.name}' failed ({copy_failure(e)}).") from None
 
-    def _popen_kw(self) -> dict:
+    def _popen_kw(self, extra_env: dict | None = None) -> dict:
         self.workdir()
         if self.mode == "qemu-user":
-            return {"cwd": str(self._dir), "env": self._host_env()}
+            return {"cwd": str(self._dir), "env": self._host_env(extra_env)}
         return {"env": {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}}
 
-    def spawn(self, argv: list[str]) -> Process:
-        full, kw = self._argv(argv), self._popen_kw()
+    def spawn(self, argv: list[str], env: dict | None = None) -> Process:
+        full, kw = self._argv(argv, env), self._popen_kw(env)
         p = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, bufsize=1, **kw)
         self._procs = [q for q in self._procs if q.poll() is None] + [p]

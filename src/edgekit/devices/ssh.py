@@ -2,10 +2,11 @@
 
 One connection per device object, opened on first use (TCP_NODELAY set, host keys checked
 against known_hosts unless ``strict_host_key_checking`` is off) and reopened once if it dropped
-between commands. Files go over SFTP into a private remote work folder (``mktemp -d``) that
-``close()`` removes. Every remote command is an argv list joined with ``shlex.join``; spawned
-processes ``exec`` under a tiny ``sh`` wrapper that first reports their pid, so ``kill()``
-reaches the remote process and not only the channel (see ``ssh_process``).
+between commands. Files and folders go over SFTP (``ssh_files``) into a private remote work
+folder (``mktemp -d``) that ``close()`` removes. Every remote command is an argv list joined with
+``shlex.join``; spawned processes ``exec`` under a tiny ``sh`` wrapper that first reports their
+pid, so ``kill()`` reaches the remote process and not only the channel (see ``ssh_process``),
+and exports the caller's environment variables, passed as quoted arguments.
 
 Settings come from keyword arguments first, then from the user's OpenSSH config
 (``~/.ssh/config``: HostName, Port, User, IdentityFile, UserKnownHostsFile), then defaults.
@@ -14,27 +15,19 @@ from __future__ import annotations
 
 import getpass
 import os
-import posixpath
 import shlex
 import threading
 import time
-import uuid
 from pathlib import Path
 
-from ..core.errors import DeviceError, UserError
-from .base import Device
-from .ssh_process import LOST_EXIT, SshProcess, _WRAPPER, _drain, _pid_of, _strip_pid
-from .ssh_transport import _HostKeyCheck, _open_socket, _paramiko, _read_config, _settle, _transport_class
+from ..core.errors import DeviceError
+from . import ssh_files
+from .base import Device, DeviceInfo, spawn_env
+from .ssh_process import LOST_EXIT, SshProcess, _drain, _pid_of, _strip_pid, _wrapped
+from .ssh_transport import (_HostKeyCheck, _one_line, _open_socket, _paramiko, _read_config, _settle,
+                            _transport_class, _why)
 
 __all__ = ["LOST_EXIT", "SshDevice", "SshProcess"]
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _why(e: Exception) -> str:
-    return _one_line(str(e)) or type(e).__name__
 
 
 class SshDevice(Device):
@@ -69,6 +62,7 @@ class SshDevice(Device):
         self._python = python
         self._client = None
         self._sftp = None
+        self._info: DeviceInfo | None = None  # describe(), for the current connection
         self._workdir: str | None = None
         self._procs: list[SshProcess] = []
         self._lock = threading.RLock()
@@ -159,6 +153,7 @@ class SshDevice(Device):
     def _disconnect(self) -> None:
         with self._lock:
             sftp, client, self._sftp, self._client = self._sftp, self._client, None, None
+            self._info = None
             for thing in (sftp, client):
                 try:
                     if thing is not None:
@@ -205,11 +200,12 @@ class SshDevice(Device):
             raise TypeError("SshDevice commands are argv lists, not shell strings")
         return [self.python() if a == "{python}" else str(a) for a in argv]
 
-    def _start(self, argv: list[str], cwd: str, doing: str):
+    def _start(self, argv: list[str], cwd: str, doing: str, env: dict | None = None):
+        command = _wrapped(cwd, argv, spawn_env(env))
         chan = self._channel(doing)
         try:
             # exec: the login shell becomes the wrapper, so a signal death comes back as exit-signal
-            chan.exec_command("exec " + shlex.join(["sh", "-c", _WRAPPER, "sh", cwd, *argv]))
+            chan.exec_command(command)
         except Exception as e:
             chan.close()
             raise self._lost_or(e, doing) from None
@@ -262,14 +258,30 @@ class SshDevice(Device):
         except Exception:
             pass
 
-    def spawn(self, argv: list[str]) -> SshProcess:
-        """Start ``argv`` in the work folder with text pipes, like ``subprocess.Popen(text=True)``."""
+    def spawn(self, argv: list[str], env: dict | None = None) -> SshProcess:
+        """Start ``argv`` in the work folder with text pipes, like ``subprocess.Popen(text=True)``;
+        ``env`` adds environment variables (passed as quoted arguments, never spliced into a shell)."""
         argv = self._argv(argv)
         cwd = self.workdir()
-        chan = self._start(argv, cwd, f"starting '{shlex.join(argv)[:120]}'")
+        chan = self._start(argv, cwd, f"starting '{shlex.join(argv)[:120]}'", env)
         proc = SshProcess(self, chan, argv)
         self._procs = [p for p in self._procs if p.poll() is None] + [proc]
         return proc
+
+    def describe(self) -> DeviceInfo:
+        """What the device is, asked of it (``uname -s -m``) once per connection."""
+        with self._lock:
+            if self._info is None:
+                code, out, err = self._run(["uname", "-s", "-m"], min(self.command_timeout, 60.0))
+                words = out.split()
+                if code != 0 or len(words) < 2:
+                    detail = _one_line(err)[:200] or f"exit code {code}"
+                    raise DeviceError(f"{self._dev()} did not say what it is ('uname -s -m' failed: {detail}).")
+                info = DeviceInfo(os=" ".join(words[:-1]), arch=words[-1], emulated=self.emulated, kind=self.kind)
+                if self._live_transport() is not None:
+                    self._info = info
+                return info
+            return self._info
 
     def python(self) -> str:
         if self._python is None:
@@ -296,82 +308,13 @@ class SshDevice(Device):
             return self._workdir
 
     def push(self, local: Path, name: str | None = None) -> str:
-        """Upload ``local`` into the work folder (atomically: NAME.part, then rename); return its path."""
-        local = Path(local)
-        name = name or local.name
-        try:
-            size = local.stat().st_size
-        except OSError as e:
-            raise UserError(f"cannot push '{local}' to device '{self.name}': {e.strerror}.") from None
-        remote = posixpath.join(self.workdir(), name)
-        part = remote + ".part"
-        sftp = self._sftp_client()
-        try:
-            with open(local, "rb") as f:
-                sftp.putfo(f, part, file_size=size, confirm=True)
-            try:
-                sftp.posix_rename(part, remote)
-            except IOError:  # servers without the posix-rename extension
-                try:
-                    sftp.remove(remote)
-                except IOError:
-                    pass
-                sftp.rename(part, remote)
-        except Exception as e:
-            self._remove_quietly(part)
-            raise self._transfer_error(e, f"pushing {local.name}", size) from None
-        return remote
+        """Upload the file or folder ``local`` into the work folder (atomically: NAME.part, then
+        rename), keeping mode bits; return its path there."""
+        return ssh_files.push(self, local, name)
 
     def pull(self, remote: str, local: Path) -> None:
-        """Download ``remote`` to ``local`` (through a temporary name beside it, then os.replace)."""
-        local = Path(local)
-        tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}.part")
-        sftp = self._sftp_client()
-        try:
-            sftp.get(remote, str(tmp))
-            os.replace(tmp, local)
-        except FileNotFoundError:
-            raise DeviceError(f"SSH device '{self.name}' has no file {remote}.") from None
-        except Exception as e:
-            raise self._transfer_error(e, f"pulling {posixpath.basename(remote)}", None) from None
-        finally:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-
-    def _remove_quietly(self, remote: str) -> None:
-        try:
-            self._sftp.remove(remote)
-            return
-        except Exception:
-            pass
-        try:
-            self._run(["rm", "-f", "--", remote], 10)
-        except Exception:
-            pass
-
-    def _transfer_error(self, e: Exception, doing: str, size: int | None) -> DeviceError:
-        if self._live_transport() is None:
-            return self._lost_or(e, doing)
-        if isinstance(e, TimeoutError):
-            return DeviceError(f"{doing} to SSH device '{self.name}' stalled for {self.command_timeout:g} s.",
-                               "Check the network, or raise command_timeout.")
-        if size is not None and self._workdir:
-            free = self._free_kb(self._workdir)
-            if free is not None and free * 1024 < size + 64 * 1024:
-                return DeviceError(f"{doing} to SSH device '{self.name}' failed: remote disk full in "
-                                   f"{self.remote_tmp} ({free} KB free, {size // 1024 + 1} KB needed).",
-                                   "Free space on the device, or point remote_tmp in devices.toml at a larger "
-                                   "file system.")
-        return DeviceError(f"{doing} on SSH device '{self.name}' failed ({_why(e)}).")
-
-    def _free_kb(self, path: str) -> int | None:
-        try:
-            code, out, _ = self._run(["df", "-Pk", "--", path], 10)
-            return int(out.strip().splitlines()[-1].split()[3]) if code == 0 else None
-        except Exception:
-            return None
+        """Download the file or folder ``remote`` to ``local`` (built beside it, then swapped in)."""
+        ssh_files.pull(self, remote, local)
 
     # ---- teardown -----------------------------------------------------------------------------
 

@@ -18,13 +18,21 @@ from ..core.errors import DeviceError
 if TYPE_CHECKING:
     from .ssh import SshDevice
 
-# The remote side of every command: report the pid, enter the folder, then become the command
-# (exec keeps the pid), so the process can be signalled by pid later.
+# The remote side of every command: report the pid, enter the folder, export the NAME=VALUE
+# arguments up to "--" (each one quoted word: ``export "$1"`` assigns it literally, nothing in the
+# value is expanded), then become the command (exec keeps the pid), so it can be signalled by pid.
 _PID_MARK = "edgekit-pid"
 _PID_LINE = _PID_MARK + " "  # how the pid line starts
 _WRAPPER = (f'echo "{_PID_MARK} $$"; cd "$1" || exit 125; shift; '
-            'export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3; exec "$@"')
+            'while [ $# -gt 0 ] && [ "$1" != -- ]; do export "$1" || exit 125; shift; done; shift; exec "$@"')
 LOST_EXIT = 255  # the exit code OpenSSH's client uses when the connection fails
+
+
+def _wrapped(cwd: str, argv: list[str], env: dict[str, str]) -> str:
+    """The remote command line: the wrapper, then its arguments, every one quoted by ``shlex``.
+    ``env`` must be checked already (``base.spawn_env``: names are shell-variable names)."""
+    return "exec " + shlex.join(["sh", "-c", _WRAPPER, "sh", cwd, *(f"{k}={v}" for k, v in env.items()), "--",
+                                 *argv])
 
 
 def _pid_of(out: bytes) -> int | None:

@@ -197,3 +197,11 @@ class _WarnPolicy:
         state = "a CHANGED" if entry is not None else "an unknown"
         warnings.warn(f"{self.check.dev} presented {state} host key ({_fingerprint(key)}), accepted "
                       "because strict_host_key_checking is off.", stacklevel=2)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _why(e: Exception) -> str:
+    return _one_line(str(e)) or type(e).__name__
