@@ -90,6 +90,10 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
     if recipe.needs_calibration and data is None:
         raise ConversionError(target.name, f"recipe '{recipe.name}' needs calibration data.",
                               "Pass --data or --calib-data.")
+    if device is None and the_plan.usable and all(r.on_device for r in the_plan.usable):
+        raise ConversionError(the_plan.usable[0].names[-1], f"target '{target.name}' is built on the device that "
+                              "will run it, and no device was given.",
+                              "Pass --device NAME (a device from devices.toml, or local).")
     attempts = []
     for route in the_plan.usable:
         art = Artifact(source.format, source.digest, source.path, source.obj)
@@ -103,7 +107,8 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
                 art, step = run_edge(edge, art, ctx)
                 steps.append(step)
         except (ConversionError, MissingExtra) as e:
-            attempts.append({"route": route.names, "edge": getattr(e, "edge", edge.name()), "error": e.message,
+            attempts.append({"route": route.names, "edge": getattr(e, "edge", edge.name()),
+                             "error": getattr(e, "reason", e.message), "hint": e.hint,
                              "unsupported_op": getattr(e, "op", None)})
             continue
         except EdgekitError:
@@ -135,7 +140,8 @@ def _raise_no_route(source, target, the_plan, attempts):
         a = ops[0]
         raise UnsupportedOperator(a["edge"], a["unsupported_op"], "every route failed on it")
     reasons = " | ".join(f"{a['edge']}: {a['error']}" for a in attempts)
-    err = NoRoute(f"Every route to '{target.name}' failed: {reasons}")
+    hint = next((a["hint"] for a in attempts if a.get("hint")), None)
+    err = NoRoute(f"Every route to '{target.name}' failed: {reasons}", hint)
     err.attempts = attempts
     raise err
 

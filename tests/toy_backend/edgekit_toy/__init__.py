@@ -1,0 +1,1 @@
+"""A toy edgekit backend, shipped as its own package: linear ONNX models as JSON, run by numpy."""
