@@ -31,12 +31,11 @@ def median_ms(fn, n=50) -> float:
 
 
 def main() -> None:
-    from edgekit.runner import worker as runner_module
     from edgekit.core.convert import convert
     from edgekit.core.data import load_data
     from edgekit.devices import LocalDevice
     from edgekit.core.pipeline import bench_summary
-    from edgekit.core.session import RunnerSession
+    from edgekit.core.session import RunnerSession, stage_runner
     from edgekit.core.sources import load_source
     from edgekit.core.specs import get_target
     from tests.sshd_host import sshd_host
@@ -58,11 +57,11 @@ def main() -> None:
                     dev._conn()
                 t["connect"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                dev.push(Path(runner_module.__file__), "runner.py")
+                dev.push(stage_runner([]), "edgekit-runner")
                 dev.push(art)
-                t["push runner + artifact"] = time.perf_counter() - t0
+                t["push runner folder + artifact"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                s = RunnerSession(dev)
+                s = RunnerSession(dev, runtimes=["onnxruntime"])
                 t["worker start"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 s.load(art, "onnxruntime")

@@ -171,7 +171,7 @@ def test_openssh_config_is_honoured(sshd, tmp_path):
 # ---- the runner over SSH ------------------------------------------------------------------------
 
 def test_runner_session_equals_local_and_overheads(sshd, models):
-    from edgekit.runner import worker as runner_module
+    from edgekit.core.session import stage_runner
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((50, 4)).astype(np.float32)
@@ -182,8 +182,8 @@ def test_runner_session_equals_local_and_overheads(sshd, models):
         dev._conn()
         t["connect"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        dev.push(Path(runner_module.__file__), "runner.py")
-        t["push runner.py (+mktemp, sftp)"] = time.perf_counter() - t0
+        dev.push(stage_runner([]), "edgekit-runner")
+        t["push the runner folder (+mktemp, sftp)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         remote = RunnerSession(dev)
         t["worker start (push + spawn + ready)"] = time.perf_counter() - t0
@@ -219,7 +219,7 @@ def test_runner_session_equals_local_and_overheads(sshd, models):
     print("\nSSH overheads (sshd in a netns on a veth pair):" if sshd.netns else "\nSSH overheads (loopback):")
     for k, v in t.items():
         print(f"  {k:50s} {v * 1000:8.1f} ms")
-    assert t["connect"] + t["push runner.py (+mktemp, sftp)"] + t["worker start (push + spawn + ready)"] < 1.0
+    assert t["connect"] + t["push the runner folder (+mktemp, sftp)"] + t["worker start (push + spawn + ready)"] < 1.0
 
 
 # ---- faults ----------------------------------------------------------------------------------------
