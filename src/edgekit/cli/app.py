@@ -178,13 +178,13 @@ def _load(args, need_data: bool):
     source = load_source(args.model if hasattr(args, "model") else args.reference, specs or None)
     data = None
     if getattr(args, "data", None):
-        data = load_data(args.data, source.inputs)
-        data.check_against(source.inputs)
+        data = load_data(args.data, source.inputs).check_against(source.inputs)
+        if data.stacked:  # the layout rule's choice is said, never hidden
+            _progress(f"data: {data.describe_layout(source.inputs)}")
     if getattr(args, "calib_data", None):
         from dataclasses import replace
 
-        cal = load_data(args.calib_data, source.inputs)
-        cal.check_against(source.inputs)
+        cal = load_data(args.calib_data, source.inputs).check_against(source.inputs)
         pooled = {k: __import__("numpy").concatenate([cal.calib[k], cal.eval[k]]) for k in cal.calib}
         data = replace(data, calib=pooled) if data is not None else replace(cal, calib=pooled)
     if need_data and data is None:

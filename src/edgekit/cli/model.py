@@ -26,6 +26,13 @@ def cmd_convert(args) -> int:
           f"{', cached' if result.cached else ''})")
     for f in m["routes_failed"]:
         print(f"  fell back after {f['edge']} failed: {f['error']}")
+    proof = m.get("proof") or {}
+    if proof.get("proven"):
+        worst = proof["worst_output"]
+        print(f"  proven: loads in {proof['runtime']} {proof.get('runtime_version') or ''}".rstrip()
+              + f", smoke cosine {proof['cosine'][worst]:.5f} (floor {proof['min_cosine']:.4f}) on {proof['samples']}")
+    elif proof:
+        print(f"  NOT PROVEN: {proof['why']}")
     return 0
 
 
@@ -74,7 +81,7 @@ def cmd_parity(args) -> int:
     source, data = _load(args, need_data=True)
     ref = reference_for(source, LocalDevice)
     try:
-        ref_out = ref.outputs(data.eval)
+        ref_out = ref.outputs(data.eval, data.stacked)
     finally:
         ref.close()
     from ..devices.inventory import using
@@ -121,9 +128,9 @@ def cmd_bench(args) -> int:
         from ..core.signature import TensorSpec
 
         specs = [TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in loaded["inputs"]]
-        data = load_data(args.data, specs) if args.data else random_dataset(specs)
+        data = (load_data(args.data, specs) if args.data else random_dataset(specs)).check_against(specs)
         sample, synthetic = data.bench_sample(), data.synthetic
-        raw = s.bench(sample, **opts.params())
+        raw = s.bench(sample, data.stacked, **opts.params())
         env = s.env()
     b = bench_summary(raw, opts.threads)
     b.update(load_ms=loaded["load_s"] * 1000, size_bytes=artifact.stat().st_size, runtime=runtime_for(artifact),

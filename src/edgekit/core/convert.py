@@ -14,6 +14,7 @@ from .. import __version__
 from .artifacts import atomic_dir, cache_root, copy_artifact, size_bytes, write_json
 from .errors import ConversionError, EdgekitError, MissingExtra, NoRoute, UnsupportedOperator
 from .graph import Artifact, ConvertContext, Plan, plan
+from .proof import prove
 from .specs import Target
 
 
@@ -117,8 +118,15 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             attempts.append({"route": route.names, "edge": edge.name(), "error": f"{type(e).__name__}: {first}"})
             continue
+        try:  # "converted" only once it loads in its runtime and gives outputs close to the source's
+            proof = prove(source, target, art.path, data, route.names[-1] if route.edges else "copy",
+                          device if route.on_device else None)
+        except ConversionError as e:
+            attempts.append({"route": route.names, "edge": e.edge, "error": e.reason, "hint": e.hint,
+                             "proof": True})
+            continue
         return _write_output(source, target, route, steps, art, attempts, the_plan, data, out_root,
-                             device if route.on_device else None)
+                             device if route.on_device else None, proof)
     _raise_no_route(source, target, the_plan, attempts)
 
 
@@ -147,7 +155,7 @@ def _raise_no_route(source, target, the_plan, attempts):
 
 
 def _write_output(source, target, route, steps, art: Artifact, attempts, the_plan, data, out_root,
-                  device=None) -> ConvertResult:
+                  device=None, proof=None) -> ConvertResult:
     out_dir = Path(out_root) / source.name / (target.name + (f"@{device.name}" if device is not None else ""))
     name = "model" + (target.extension or Path(art.path).suffix)
     manifest = {
@@ -167,6 +175,7 @@ def _write_output(source, target, route, steps, art: Artifact, attempts, the_pla
         "artifact": name, "artifact_sha256": art.digest, "host": {"python": platform.python_version(),
                                                                    "machine": platform.machine()},
         "options": dict(target.options),
+        "proof": proof,
         "built_on_device": None if device is None else device_fingerprint(device),
     }
     with atomic_dir(out_dir) as tmp:

@@ -29,6 +29,9 @@ class Dataset:
     task: str = "generic"  # classification | embedding | generic
     synthetic: bool = False
     notes: tuple = field(default_factory=tuple)
+    # inputs whose samples are stacked on a new leading axis (fed one by one, without it); the
+    # others are concatenated along the model's own axis 0. Decided by ``check_against``.
+    stacked: tuple = ()
 
     @property
     def n_calib(self) -> int:
@@ -60,6 +63,7 @@ class Dataset:
         return replace(self, calib=calib, eval=ev, labels=labels)
 
     def bench_sample(self) -> dict:
+        """The first held-out sample (still with its sample axis; see ``stacked``)."""
         return {k: v[:1] for k, v in self.eval.items()}
 
     def rename_inputs(self, names: list[str]) -> "Dataset":
@@ -69,14 +73,35 @@ class Dataset:
         old = next(iter(self.eval))
         return replace(self, calib={names[0]: self.calib[old]}, eval={names[0]: self.eval[old]})
 
-    def check_against(self, specs: list[TensorSpec]) -> None:
+    def check_against(self, specs: list[TensorSpec]) -> "Dataset":
+        """This data set with its layout decided for the model's inputs (``TensorSpec.layout``):
+        raises DataError/ShapeMismatch when an input is missing or fits neither layout."""
+        stacked = []
         for spec in specs:
             if spec.name not in self.eval:
                 raise DataError(f"data set '{self.name}' has no input '{spec.name}' (it has {sorted(self.eval)}).",
                                 "Name the arrays in the data after the model's inputs.")
-            spec.check(self.eval[spec.name], what=f"data '{self.name}' input")
-            if spec.name in self.calib:
-                spec.check(self.calib[spec.name], what=f"calibration data '{self.name}' input")
+            kind = spec.layout(self.eval[spec.name], what=f"data '{self.name}' input")
+            if spec.name in self.calib and self.calib[spec.name].size:
+                ckind = spec.layout(self.calib[spec.name], what=f"calibration data '{self.name}' input")
+                if ckind != kind:
+                    raise DataError(f"data set '{self.name}': input '{spec.name}' is laid out as '{kind}' in the "
+                                    f"evaluation split but '{ckind}' in the calibration split.",
+                                    "Give both splits the same layout.")
+            if kind == "stacked":
+                stacked.append(spec.name)
+        return replace(self, stacked=tuple(stacked))
+
+    def describe_layout(self, specs: list[TensorSpec]) -> str:
+        """One line saying how each input's array was read (printed, so the choice is never hidden)."""
+        total = self.n_calib + self.n_eval
+        parts = []
+        for spec in specs:
+            a = self.eval.get(spec.name)
+            if a is not None:
+                how = "stacked on a new axis" if spec.name in self.stacked else "along the model's axis 0"
+                parts.append(f"{spec.name}: {total} samples {how}, each {list(a.shape[1:])}")
+        return "; ".join(parts)
 
 
 def _count(split: dict) -> int:

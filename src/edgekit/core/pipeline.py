@@ -50,11 +50,11 @@ def measure_in(session: RunnerSession, artifact: Path, runtime: str, dataset, re
     rec["runtime_version"] = loaded["runtime_version"]
     rec["io"] = {"inputs": loaded["inputs"], "outputs": loaded["outputs"]}
     if reference is not None:
-        outputs = session.infer(dataset.eval)
+        outputs = session.infer(dataset.eval, dataset.stacked)
         rec["parity"] = compare(reference, outputs, tolerance, dataset.labels, dataset.task,
                                 dataset.synthetic).to_json()
     if bench is not None:
-        raw = session.bench(dataset.bench_sample(), **bench.params())
+        raw = session.bench(dataset.bench_sample(), dataset.stacked, **bench.params())
         rec["bench"] = bench_summary(raw, bench.threads)
         rec["bench"]["load_ms"] = loaded["load_s"] * 1000.0
     return rec
@@ -89,8 +89,9 @@ def reference_phase(source, dataset, bench: BenchOptions, progress=None) -> tupl
     progress(f"reference: {source.describe()}")
     ref = reference_for(source, LocalDevice)
     try:
-        ref_out = ref.outputs(dataset.eval)
-        ref_bench = bench_summary(ref.bench(dataset.bench_sample(), bench.threads, **bench.params()), bench.threads)
+        ref_out = ref.outputs(dataset.eval, dataset.stacked)
+        ref_bench = bench_summary(ref.bench(dataset.bench_sample(), bench.threads, dataset.stacked, **bench.params()),
+                                  bench.threads)
     finally:
         ref.close()
     src_row = dict(base, target="source", label=ref.label, status="reference", format=source.format,

@@ -10,10 +10,12 @@ from __future__ import annotations
 class Reference:
     label = "source"
 
-    def outputs(self, arrays: dict) -> dict:
+    def outputs(self, arrays: dict, stacked=()) -> dict:
+        """Outputs for every sample of ``arrays`` (``stacked``: inputs whose samples are stacked on a
+        new leading axis, fed one at a time; see ``runner.runtime_base.sample_feed``)."""
         raise NotImplementedError
 
-    def bench(self, sample: dict, threads: int, **params) -> dict:
+    def bench(self, sample: dict, threads: int, stacked=(), **params) -> dict:
         raise NotImplementedError
 
     def close(self):

@@ -179,18 +179,20 @@ class RunnerSession:
         np.savez(path, **arrays)
         return self.device.push(path)
 
-    def infer(self, arrays: dict) -> dict:
+    def infer(self, arrays: dict, stacked=()) -> dict:
+        """Outputs for every sample of ``arrays`` (``stacked``: inputs fed one sample at a time)."""
         remote_in = self._push_arrays(arrays)
         head, _, name = remote_in.rpartition("/")
         remote_out = f"{head}/out-{name[3:]}"
-        self.request("running inference", op="infer", inputs=remote_in, outputs=remote_out)
+        self.request("running inference", op="infer", inputs=remote_in, outputs=remote_out, stacked=list(stacked))
         local_out = Path(_local_tmp()) / Path(remote_out).name
         self.device.pull(remote_out, local_out)
         with np.load(local_out) as z:
             return {k: z[k] for k in z.files}
 
-    def bench(self, arrays: dict, **params) -> dict:
-        return self.request("benchmarking", op="bench", inputs=self._push_arrays(arrays), **params)
+    def bench(self, arrays: dict, stacked=(), **params) -> dict:
+        return self.request("benchmarking", op="bench", inputs=self._push_arrays(arrays), stacked=list(stacked),
+                            **params)
 
     def env(self) -> dict:
         """The device's environment and the versions of the session's Python runtimes there."""

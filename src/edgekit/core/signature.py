@@ -27,19 +27,42 @@ class TensorSpec:
         return tuple(batch if i == 0 and not isinstance(s, int) else (s if isinstance(s, int) else 1)
                      for i, s in enumerate(self.shape))
 
-    def check(self, array: np.ndarray, what: str = "input") -> None:
-        """Raise ShapeMismatch if a batch of ``array`` cannot feed this tensor."""
-        if array.ndim != len(self.shape):
-            raise ShapeMismatch(
-                f"{what} '{self.name}' has shape {list(array.shape)} but the model expects rank {len(self.shape)} "
-                f"{_fmt(self.shape)}.", "Pass data shaped like the model's input, or set it with --input.")
-        for i, (have, want) in enumerate(zip(array.shape, self.shape)):
-            if i == 0:
-                continue  # the batch axis: samples are fed in batches the model accepts
+    def layout(self, array: np.ndarray, what: str = "input") -> str:
+        """How ``array`` holds samples for this tensor, decided by rank alone (never guessed):
+
+        * ``"batch"``: same rank as the input; samples are concatenated along the model's own
+          axis 0 (``[N, 3, 224, 224]`` for an input ``[?, 3, 224, 224]`` or ``[1, 3, 224, 224]``);
+        * ``"stacked"``: one rank more; samples stacked on a new leading axis, each one shaped
+          exactly like the input (``[N, 2, 1, 128]`` for a recurrent state ``[2, 1, 128]``, ``[N]``
+          for a scalar input).
+
+        Raises ShapeMismatch (naming both accepted layouts) otherwise, or on a wrong dtype."""
+        rank = len(self.shape)
+        fix = (f"Pass [N, {', '.join(_dim(d) for d in self.shape[1:])}] (samples along the model's axis 0) or "
+               f"[N, {', '.join(_dim(d) for d in self.shape)}] (samples stacked on a new axis).").replace("[N, ]", "[N]")
+        if array.ndim == rank and rank > 0:
+            kind, own = "batch", list(zip(array.shape[1:], self.shape[1:]))
+            offset = 1
+        elif array.ndim == rank + 1:
+            kind, own = "stacked", list(zip(array.shape[1:], self.shape))
+            offset = 1
+        else:
+            raise ShapeMismatch(f"{what} '{self.name}' has shape {list(array.shape)} but the model expects "
+                                f"{_fmt(self.shape) or 'a scalar'} (rank {rank}).", fix)
+        for i, (have, want) in enumerate(own):
             if isinstance(want, int) and have != want:
+                axis = i + offset
                 raise ShapeMismatch(
                     f"{what} '{self.name}' has shape {list(array.shape)} but the model expects {_fmt(self.shape)} "
-                    f"(axis {i}: {have} != {want}).", "Pass data shaped like the model's input, or set it with --input.")
+                    f"(axis {axis}: {have} != {want}).", fix)
+        self._check_dtype(array, what)
+        return kind
+
+    def check(self, array: np.ndarray, what: str = "input") -> None:
+        """Raise ShapeMismatch if ``array`` cannot feed this tensor in either layout."""
+        self.layout(array, what)
+
+    def _check_dtype(self, array: np.ndarray, what: str) -> None:
         if not _dtype_compatible(array.dtype, self.dtype):
             raise ShapeMismatch(f"{what} '{self.name}' has dtype {array.dtype} but the model expects {self.dtype}.",
                                 "Convert the data to that dtype.")
@@ -52,6 +75,10 @@ def _dtype_compatible(have: np.dtype, want: str) -> bool:
     if want in ("int64", "int32", "int8", "uint8"):
         return have.kind in "iu"
     return have.kind == "b" or want == str(have)
+
+
+def _dim(d) -> str:
+    return str(d) if isinstance(d, int) else "?"
 
 
 def _fmt(shape) -> str:

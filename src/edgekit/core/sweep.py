@@ -149,8 +149,7 @@ def run_sweep(suite: Suite, workers: str = "local") -> dict:
     bar = Progress("reference", len(suite.models))
     for m in suite.models:
         source = load_source(m.source, [parse_input_spec(s) for s in m.inputs] or None)
-        data = load_data(m.data, source.inputs)
-        data.check_against(source.inputs)
+        data = load_data(m.data, source.inputs).check_against(source.inputs)
         base, src_row, ref_out, ref_bench = reference_phase(source, data, bench)
         base["sweep"] = suite.name
         src_row["sweep"] = suite.name

@@ -46,9 +46,19 @@ def lookup_input(feed: dict, name: str):
     raise KeyError(f"the model's input '{name}' is not in the data (which has {sorted(feed)})")
 
 
-def run_all(model: Model, arrays: dict) -> dict:
-    """Run every sample of ``arrays`` through ``model`` in batches it accepts."""
+def sample_feed(arrays: dict, i: int, stacked=()) -> dict:
+    """Sample ``i`` as the model takes it: a stacked input without its sample axis, a batched one
+    as a batch of one."""
+    return {k: (v[i] if k in stacked else v[i:i + 1]) for k, v in arrays.items()}
+
+
+def run_all(model: Model, arrays: dict, stacked=()) -> dict:
+    """Run every sample of ``arrays`` through ``model`` in batches it accepts; with ``stacked``
+    inputs, one sample at a time, the outputs stacked on a new leading axis."""
     n = len(next(iter(arrays.values())))
+    if stacked:
+        pieces = [model.run(model.prepare(sample_feed(arrays, i, stacked))) for i in range(n)]
+        return {name: np.stack([p[name] for p in pieces]) for name in pieces[0]}
     step = model.batch_limit or min(n, 64)
     pieces = []
     for start in range(0, n, step):

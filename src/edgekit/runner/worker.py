@@ -136,15 +136,16 @@ class Worker:
             with np.load(req["inputs"]) as z:
                 arrays = {k: z[k] for k in z.files}
             t0 = time.perf_counter()
-            outputs = run_all(self._model(), arrays)
+            outputs = run_all(self._model(), arrays, tuple(req.get("stacked") or ()))
             _save_npz(req["outputs"], outputs)
             return {"seconds": time.perf_counter() - t0, "outputs": list(outputs)}
         if op == "bench":
             with np.load(req["inputs"]) as z:
                 arrays = {k: z[k] for k in z.files}
             model = self._model()
-            batch = model.batch_limit or int(req.get("batch", 1))
-            feed = model.prepare({k: v[:batch] for k, v in arrays.items()})
+            stacked = tuple(req.get("stacked") or ())
+            batch = 1 if stacked else (model.batch_limit or int(req.get("batch", 1)))
+            feed = model.prepare({k: (v[0] if k in stacked else v[:batch]) for k, v in arrays.items()})
             result = time_calls(lambda: model.run(feed), int(req.get("warmup", 10)), int(req.get("min_runs", 50)),
                                 float(req.get("min_seconds", 1.0)), float(req.get("max_seconds", 60.0)))
             result.update(batch=batch, peak_rss_kb=_rss_kb(), rss_start_kb=self.rss_start_kb)

@@ -14,11 +14,11 @@ class OnnxReference(Reference):
         self.session = RunnerSession(self.device, runtimes=["onnxruntime"])
         self.session.load(source.path, "onnxruntime", threads=1)
 
-    def outputs(self, arrays):
-        return self.session.infer(arrays)
+    def outputs(self, arrays, stacked=()):
+        return self.session.infer(arrays, stacked)
 
-    def bench(self, sample, threads, **params):
-        return self.session.bench(sample, **params)
+    def bench(self, sample, threads, stacked=(), **params):
+        return self.session.bench(sample, stacked, **params)
 
     def close(self):
         self.session.close()

@@ -167,6 +167,7 @@ class QuantizedOnnxFromOnnx(Converter):
         inputs = sess.get_inputs()
         del sess
         data = ctx.data.calib
+        stacked = ctx.data.stacked
         n = min(ctx.data.n_calib, cal.samples)
 
         class Reader(CalibrationDataReader):
@@ -181,7 +182,8 @@ class QuantizedOnnxFromOnnx(Converter):
                     arr = data[inp.name] if inp.name in data else next(iter(data.values()))
                     dtype = {"tensor(float)": np.float32, "tensor(int64)": np.int64,
                              "tensor(int32)": np.int32}.get(inp.type, np.float32)
-                    feed[inp.name] = arr[self.i:self.i + 1].astype(dtype)
+                    one = arr[self.i] if inp.name in stacked else arr[self.i:self.i + 1]
+                    feed[inp.name] = np.asarray(one).astype(dtype)
                 self.i += 1
                 return feed
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.reference import Reference
+from ...runner.runtime_base import sample_feed
 from ...runner.worker import time_calls
 
 
@@ -29,11 +30,12 @@ class TfReference(Reference):
         out = out if isinstance(out, (list, tuple)) else [out]
         return {n: v.numpy() for n, v in zip(self.source.outputs, out)}
 
-    def outputs(self, arrays):
+    def outputs(self, arrays, stacked=()):
         n = len(next(iter(arrays.values())))
-        pieces = [self._run({k: v[i:i + 1] for k, v in arrays.items()}) for i in range(n)]
-        return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+        pieces = [self._run(sample_feed(arrays, i, stacked)) for i in range(n)]
+        join = np.stack if stacked else np.concatenate
+        return {k: join([p[k] for p in pieces]) for k in pieces[0]}
 
-    def bench(self, sample, threads, **params):
-        feed = {k: self.tf.constant(v) for k, v in sample.items()}
+    def bench(self, sample, threads, stacked=(), **params):
+        feed = {k: self.tf.constant(v) for k, v in sample_feed(sample, 0, stacked).items()}
         return time_calls(lambda: self.fn(**feed), **params)

@@ -60,6 +60,7 @@ def _tflite_convert(make_converter, out_dir: Path, ctx, edge: str, signature_inp
 
 def _representative(ctx, signature_inputs: dict):
     data = ctx.data.calib
+    stacked = {k for k in data if k in ctx.data.stacked}
     n = min(ctx.data.n_calib, ctx.recipe.calibration.samples)
 
     def pick(name):
@@ -71,7 +72,8 @@ def _representative(ctx, signature_inputs: dict):
 
     def gen():
         for i in range(n):
-            yield {name: pick(name)[i:i + 1].astype(dtype) for name, dtype in signature_inputs.items()}
+            yield {name: np.asarray(pick(name)[i] if name in stacked else pick(name)[i:i + 1]).astype(dtype)
+                   for name, dtype in signature_inputs.items()}
 
     return gen
 

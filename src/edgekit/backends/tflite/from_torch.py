@@ -9,8 +9,11 @@ import io
 import logging
 import warnings
 
+import numpy as np
+
 from ...core.errors import ConversionError
 from ...core.graph import Converter
+from ...runner.runtime_base import sample_feed
 
 
 class TfliteFromTorch(Converter):
@@ -68,7 +71,8 @@ class TfliteFromTorch(Converter):
             n = min(ctx.data.n_calib, recipe.calibration.samples)
             with torch.no_grad():
                 for i in range(n):
-                    graph(**{k: torch.from_numpy(ctx.data.calib[k][i:i + 1].astype(v.numpy().dtype))
+                    feed = sample_feed({k: ctx.data.calib[k] for k in kwargs}, i, ctx.data.stacked)
+                    graph(**{k: torch.from_numpy(np.asarray(feed[k]).astype(v.numpy().dtype))
                              for k, v in kwargs.items()})
             ctx.notes.append(f"{n} calibration samples (min/max)")
         graph = convert_pt2e(graph, fold_quantize=False)

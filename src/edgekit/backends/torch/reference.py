@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.reference import Reference
+from ...runner.runtime_base import sample_feed
 from ...runner.worker import time_calls
 
 
@@ -22,11 +23,17 @@ class TorchReference(Reference):
             return {n: v.numpy() for n, v in zip(self.source.outputs, out)}
         return {self.source.outputs[0]: out.numpy()}
 
-    def outputs(self, arrays):
+    def outputs(self, arrays, stacked=()):
         import torch
 
         names = [s.name for s in self.source.inputs]
         n = len(arrays[names[0]])
+        if stacked:  # one sample at a time, outputs stacked on a new axis (runner.runtime_base.run_all)
+            with torch.no_grad():
+                pieces = [self._call(torch, {k: v.astype(_dt(self.source, k)) for k, v in
+                                             sample_feed({k: arrays[k] for k in names}, i, stacked).items()})
+                          for i in range(n)]
+            return {k: np.stack([p[k] for p in pieces]) for k in pieces[0]}
         step = min(n, 64)
         pieces = []
         with torch.no_grad():
@@ -43,9 +50,10 @@ class TorchReference(Reference):
                 start += step
         return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
-    def bench(self, sample, threads, **params):
+    def bench(self, sample, threads, stacked=(), **params):
         import torch
 
+        sample = sample_feed(sample, 0, stacked)
         feed = [torch.from_numpy(np.ascontiguousarray(sample[s.name].astype(s.dtype))) for s in self.source.inputs]
         before = torch.get_num_threads()
         torch.set_num_threads(threads)

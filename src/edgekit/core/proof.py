@@ -1,0 +1,103 @@
+"""The proof that makes an artifact "converted": it loads in its runtime as a user's app would load
+it (the runner, default options: the runtime's default delegates and graph optimisations), runs a
+few calibration samples (never the held-out ones), and its outputs are close to the source's on
+them (a loose cosine floor the target gives, ``tolerance.smoke_cosine``). A failure is the last
+edge's failure: the planner tries the next route and the manifest says why.
+
+Proofs are cached by (artifact, samples, floor): a cached conversion is not proven twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from .errors import ConversionError, RunnerError
+
+SMOKE_SAMPLES = 16
+
+
+def smoke_inputs(source, data) -> tuple[dict, str]:
+    """Up to SMOKE_SAMPLES calibration samples (or random inputs of the source's signature)."""
+    if data is not None and data.n_calib:
+        n = min(SMOKE_SAMPLES, data.n_calib)
+        return {k: v[:n] for k, v in data.calib.items()}, f"{n} calibration samples of '{data.name}'"
+    from .data import random_dataset
+
+    rand = random_dataset(source.inputs, n_calib=SMOKE_SAMPLES, n_eval=1)
+    return rand.calib, f"{SMOKE_SAMPLES} random inputs (no data given)"
+
+
+def _key(artifact: Path, arrays: dict, floor: float, runtime: str, device) -> str:
+    from .sources import file_digest
+
+    h = hashlib.sha256(f"{file_digest(Path(artifact))}|{floor}|{runtime}|{getattr(device, 'name', '')}".encode())
+    for k in sorted(arrays):
+        h.update(k.encode() + arrays[k].tobytes())
+    return h.hexdigest()[:24]
+
+
+def prove(source, target, artifact: Path, data, edge: str, device=None) -> dict:
+    """Load, run and compare; returns the proof record or raises ConversionError naming ``edge``."""
+    from ..backends import get_runtime
+    from .artifacts import cache_root, write_json
+
+    rt = get_runtime(target.runtime)
+    arrays, what = smoke_inputs(source, data)
+    floor = target.tolerance.smoke_cosine
+    if device is None and not rt.available():
+        return {"proven": False, "why": f"runtime '{rt.name}' is not installed here "
+                                        f"(pip install 'edgekit[{rt.extra}]'); the artifact was not loaded"}
+    key = _key(artifact, arrays, floor, rt.name, device)
+    cached = cache_root() / "proofs" / f"{key}.json"
+    if cached.exists():
+        proof = json.loads(cached.read_text())
+    else:
+        proof = _measure(source, target, artifact, arrays, what, floor, device, data)
+        write_json(cached, proof)
+    if not proof["proven"]:
+        raise ConversionError(edge, proof["why"], proof.get("hint"))
+    return proof
+
+
+def _measure(source, target, artifact, arrays, what, floor, device, data) -> dict:
+    from ..devices import LocalDevice
+    from .parity import compare
+    from .reference import reference_for
+    from .session import RunnerSession
+    from .specs import Tolerance
+
+    t0 = time.perf_counter()
+    stacked = data.stacked if data is not None and data.n_calib else ()
+    ref = reference_for(source, LocalDevice)
+    try:
+        expected = ref.outputs(arrays, stacked)
+    finally:
+        ref.close()
+    own = device is None
+    device = device or LocalDevice()
+    try:
+        with RunnerSession(device, runtimes=[target.runtime]) as session:
+            loaded = session.load(Path(artifact), target.runtime)
+            got = session.infer(arrays, stacked)
+    except RunnerError as e:
+        return {"proven": False, "why": f"the artifact does not run in {target.runtime}: {e.message}",
+                "hint": "edgekit tries the next route; 'edgekit graph' lists them."}
+    finally:
+        if own:
+            device.close()
+    try:
+        p = compare(expected, got, Tolerance(min_cosine=floor))
+    except ValueError as e:
+        return {"proven": False, "why": f"the artifact's outputs do not match the source's: {e}"}
+    cos = {o.name: round(o.cosine_mean, 6) for o in p.outputs}
+    worst = min(cos, key=cos.get)
+    proof = {"proven": p.passed, "runtime": target.runtime, "runtime_version": loaded.get("runtime_version"),
+             "samples": what, "cosine": cos, "worst_output": worst, "min_cosine": floor,
+             "load_s": round(loaded["load_s"], 4), "seconds": round(time.perf_counter() - t0, 3)}
+    if not p.passed:
+        proof["why"] = (f"smoke parity collapsed: output '{worst}' cosine {cos[worst]:.4f} < {floor:.4f} on "
+                        f"{what}")
+        proof["hint"] = "edgekit tries the next route; a gentler recipe (or keeping layers float) may help."
+    return proof
