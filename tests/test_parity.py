@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgekit import parity
+from edgekit.core import parity
 from edgekit.core.specs import Tolerance
 
 rng = np.random.default_rng(1)

@@ -1,6 +1,6 @@
 import pytest
 
-from edgekit import specs
+from edgekit.core import specs
 from edgekit.core.errors import SpecError, UnknownName
 
 REQUIRED = ["onnx", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8", "tflite", "tflite-fp16", "tflite-int8-dynamic",

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.tracking
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from edgekit import tracking  # noqa: E402
+from edgekit.reports import tracking  # noqa: E402
 from edgekit.core.errors import MissingExtra  # noqa: E402
 from edgekit.reports.tracking import TrackingWarning, default_tracking_uri, log_records  # noqa: E402
 

@@ -195,10 +195,10 @@ def _bench_opts(args):
 
 
 COMMANDS = {
-    "convert": "cmd_model:cmd_convert", "run": "cmd_model:cmd_run", "parity": "cmd_model:cmd_parity",
-    "bench": "cmd_model:cmd_bench", "targets": "cmd_model:cmd_targets", "graph": "cmd_model:cmd_graph",
-    "inspect": "cmd_model:cmd_inspect", "devices": "cmd_devices:cmd_devices", "sweep": "cmd_results:cmd_sweep",
-    "check": "cmd_results:cmd_check", "fit": "cmd_results:cmd_fit", "report": "cmd_results:cmd_report",
+    "convert": "model:cmd_convert", "run": "model:cmd_run", "parity": "model:cmd_parity",
+    "bench": "model:cmd_bench", "targets": "model:cmd_targets", "graph": "model:cmd_graph",
+    "inspect": "model:cmd_inspect", "devices": "devices:cmd_devices", "sweep": "results:cmd_sweep",
+    "check": "results:cmd_check", "fit": "results:cmd_fit", "report": "results:cmd_report",
 }
 
 
