@@ -1,4 +1,4 @@
-"""The HTML report and the flat CSV, both built from the records `edgekit run` writes.
+"""The HTML report, built from the records `edgekit run` writes.
 
 The HTML is one self-contained file: inline CSS and hand-written inline SVG, no scripts, no fonts
 or anything else fetched from the network, so it opens from disk anywhere (and attaches to a
@@ -10,7 +10,7 @@ Emulated devices (QEMU) are labelled wherever their timings appear and are left 
 trade-off scatters: an emulated latency says nothing about the device's speed.
 
 This module puts the page together and writes it; the table sections are in ``sections``, the
-figures in ``charts`` and the SVG drawing in ``svg``. The CSV is ``csv_report``'s.
+figures in ``charts`` and the SVG drawing in ``svg``.
 """
 from __future__ import annotations
 
