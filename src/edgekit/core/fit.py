@@ -59,8 +59,8 @@ def judge(records: Iterable[Record | dict], budget: Budget) -> tuple[Candidate |
             continue
         m = _metrics(r)
         if budget.max_latency_ms is not None and (m["latency_ms"] is None or m["latency_ms"] > budget.max_latency_ms):
-            c.broken.append(f"latency {m['latency_ms']:.3f} ms > {budget.max_latency_ms} ms" if m["latency_ms"] is not None
-                            else "no latency measured")
+            c.broken.append("no latency measured" if m["latency_ms"] is None
+                            else f"latency {m['latency_ms']:.3f} ms > {budget.max_latency_ms} ms")
         if budget.max_size_mb is not None and m["size_mb"] is not None and m["size_mb"] > budget.max_size_mb:
             c.broken.append(f"size {m['size_mb']:.2f} MB > {budget.max_size_mb} MB")
         if budget.max_accuracy_drop is not None:

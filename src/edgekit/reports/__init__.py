@@ -8,9 +8,9 @@ through it. The public functions take dicts (as the pipeline produces them) or R
   :func:`csv_report` / :func:`write_csv`, and :func:`write_reports` for all the files at once;
 - :func:`log_records`: MLflow runs (MLflow imported only when called).
 """
+from .charts import pareto_front
 from .csv_report import CSV_COLUMNS, csv_report, write_csv
 from .html import html_report, write_html
-from .charts import pareto_front
 from .record import STATUS_TEXT, Bench, DataInfo, DeviceRef, OutputParity, Parity, Record, SourceTask, status_text
 from .results import as_records, latest_records, load_records
 from .tables import markdown, table, write_reports

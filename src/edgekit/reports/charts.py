@@ -93,7 +93,8 @@ def tradeoffs(records: list[Record], model: str, colour_of) -> str:
         else:
             v = 1.0 if r.is_source else r.worst_cosine
         if v is not None:
-            acc_pts.append(dict(base, y=v, tip=tip + f"\n{ylab} {metric_text(metric, v) if use_task else cosine_text(v)}"))
+            shown = metric_text(metric, v) if use_task else cosine_text(v)
+            acc_pts.append(dict(base, y=v, tip=tip + f"\n{ylab} {shown}"))
 
     def fronts(pts, maximize_y):
         out = []

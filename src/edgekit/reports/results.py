@@ -28,7 +28,8 @@ def load_records(path) -> list[Record]:
                 try:
                     rows.append(Record.from_json(json.loads(line)))
                 except (ValueError, TypeError):
-                    raise DataError(f"'{f}' line {n} is not a JSON record.", "Pass the records edgekit wrote.") from None
+                    raise DataError(f"'{f}' line {n} is not a JSON record.",
+                                    "Pass the records edgekit wrote.") from None
     return rows
 
 

@@ -127,8 +127,9 @@ def highlights(records: list[Record], model: str) -> str:
     if tasked:
         a = max(tasked, key=lambda r: (r.task_value, -(r.p50_ms or math.inf)))
         d = a.task_delta
+        vs = f" ({d:+.2f} pts vs source)" if d is not None else ""
         bits.append((f"best {a.task_metric or 'task metric'}", f"{a.target}",
-                     metric_text(a.task_metric, a.task_value) + (f" ({d:+.2f} pts vs source)" if d is not None else "")))
+                     metric_text(a.task_metric, a.task_value) + vs))
     n_fail = sum(1 for r in rs if r.failed)
     bits.append(("targets", f"{len(good)} passed", f"{n_fail} failed" if n_fail else "none failed"))
     return '<div class="cards">' + "".join(
@@ -222,7 +223,8 @@ def _artifact_rows(records: list[Record]) -> list[str]:
     for key, r in arts.items():
         route = r.route or ()
         rcell = ('<span class="route">' + '<span class="arrow">→</span>'.join(
-            f'<span class="edge">{esc(s)}</span>' for s in route) + "</span>") if route else '<span class="dim">-</span>'
+            f'<span class="edge">{esc(s)}</span>' for s in route) + "</span>") if route else \
+            '<span class="dim">-</span>'
         if r.cached:
             rcell += ' <span class="pill st-cached">cached</span>'
         rt = " ".join(str(x) for x in (r.runtime, versions.get(key)) if x)

@@ -194,7 +194,8 @@ def _common(values: Iterable):
 
 def parent_tags(records: list[Record]) -> dict:
     t = {"role": "sweep"}
-    for tag, v in (("model", _common(r.model for r in records)), ("edgekit.run_id", _common(r.run_id for r in records))):
+    for tag, v in (("model", _common(r.model for r in records)),
+                   ("edgekit.run_id", _common(r.run_id for r in records))):
         if v is not None:
             t[tag] = clip_text(v, TAG_MAX)
     return t
