@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.reports.html import CSV_COLUMNS, csv_report, html_report, pareto_front, write_html
+from edgekit.reports import CSV_COLUMNS, csv_report, html_report, pareto_front, write_html
 
 # --------------------------------------------------------------------------------------------
 # Records shaped like `edgekit run`'s (see /tmp/out*/…/results.jsonl): a classifier measured on a
@@ -210,7 +210,7 @@ def test_pareto_front_is_drawn_per_device():
     minilm = charts["minilm: latency against size"]
     assert 'class="plab front-lab">onnx-int8-dynamic<' in minilm
     assert 'class="front"' not in minilm
-    assert "onnx-int8 on local (parity failed)" in minilm and 'class="plab fail-lab">onnx-int8<' in minilm
+    assert "onnx-int8 on local (PARITY FAILED)" in minilm and 'class="plab fail-lab">onnx-int8<' in minilm
 
 
 def test_page_is_self_contained():

@@ -38,7 +38,7 @@ def cmd_convert(args) -> int:
 
 def cmd_run(args) -> int:
     from ..core.pipeline import run, save_records
-    from ..reports.tables import table
+    from ..reports import table
     from ..core.specs import parse_target_list
 
     from ..core.specs import default_targets
@@ -54,7 +54,7 @@ def cmd_run(args) -> int:
     for kind, path in paths.items():
         print(f"{kind + ':':9s}{path}")
     if args.track:
-        from ..reports.tracking import log_records
+        from ..reports import log_records
 
         res = log_records(records, tracking_uri=args.tracking_uri, artifacts=[paths["html"], paths["markdown"]]
                           if "html" in paths else [])

@@ -9,8 +9,8 @@ from .app import _bench_opts, _load, _progress
 def cmd_sweep(args) -> int:
     from dataclasses import replace
 
-    from ..reports.tables import table
     from ..core.sweep import load_suite, run_sweep
+    from ..reports import table
 
     suite = load_suite(Path(args.suite))
     if args.no_tracking or args.tracking_uri:
@@ -22,13 +22,13 @@ def cmd_sweep(args) -> int:
         print(f"{kind + ':':9s}{path}")
     if result["tracking"]:
         print(f"mlflow:  {result['tracking'].get('tracking_uri')} (parent run {result['tracking'].get('parent_run_id')})")
-    bad = [r for r in result["records"] if r.get("status") not in ("ok", "reference")]
+    bad = [r for r in result["records"] if r.status not in ("ok", "reference")]
     return 1 if bad else 0
 
 
 def cmd_check(args) -> int:
     from ..core.gate import Budgets, compare, format_result
-    from ..reports.tables import load_records as load
+    from ..reports import load_records as load
 
     budgets = Budgets(args.latency_budget / 100, args.size_budget / 100, args.accuracy_budget, args.cosine_budget)
     res = compare(load(args.baseline), load(args.current), budgets)
@@ -70,7 +70,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from ..reports.tables import latest_records, load_records, write_reports
+    from ..reports import latest_records, load_records, write_reports
 
     records = list(latest_records(load_records(args.records)).values())
     src = Path(args.records)
@@ -79,7 +79,7 @@ def cmd_report(args) -> int:
     for kind, path in paths.items():
         print(f"{kind + ':':9s}{path}")
     if args.track:
-        from ..reports.tracking import log_records
+        from ..reports import log_records
 
         res = log_records(records, tracking_uri=args.tracking_uri, artifacts=list(paths.values()))
         print(f"mlflow:  {res}")

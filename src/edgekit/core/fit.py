@@ -7,7 +7,10 @@ close the best candidate came on it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from ..reports import Record
 
 
 @dataclass(frozen=True)
@@ -20,42 +23,44 @@ class Budget:
 
 @dataclass
 class Candidate:
-    record: dict
+    record: Record
     broken: list[str] = field(default_factory=list)  # budgets broken, with by how much
 
     @property
     def name(self) -> str:
-        return self.record["target"]
+        return self.record.target or "?"
 
     @property
     def latency(self) -> float | None:
-        b = self.record.get("bench") or {}
-        return b.get("p50_ms")
+        return self.record.p50_ms
 
 
-def _metrics(r: dict) -> dict:
-    p = r.get("parity") or {}
-    outs = p.get("outputs") or []
-    return {"latency_ms": (r.get("bench") or {}).get("p50_ms"),
-            "size_mb": (r.get("size_bytes") or 0) / 2**20 if r.get("size_bytes") else None,
-            "accuracy_drop": -p["task_delta_points"] if p.get("task_delta_points") is not None else None,
-            "cosine": min((o["cosine_mean"] for o in outs), default=None)}
+def _metrics(r: Record) -> dict:
+    return {"latency_ms": r.p50_ms, "size_mb": r.size_mb or None,
+            "accuracy_drop": -r.task_delta if r.task_delta is not None else None, "cosine": r.worst_cosine}
 
 
-def judge(records: list[dict], budget: Budget) -> tuple[Candidate | None, list[Candidate], dict]:
+def _measured(r: Record) -> bool:
+    """Converted and measured (parity passed or not): its figures count."""
+    return r.status in ("ok", "parity_failed")
+
+
+def judge(records: Iterable[Record | dict], budget: Budget) -> tuple[Candidate | None, list[Candidate], dict]:
     """Pick the winner among measured records; return (winner, all candidates, closest per budget)."""
     cands = []
     for r in records:
-        if r.get("target") == "source":
+        r = Record.coerce(r)
+        if r.target == "source":
             continue
         c = Candidate(r)
-        if r.get("status") not in ("ok", "parity_failed"):
-            c.broken.append(f"{r.get('status', 'failed').replace('_', ' ')}: {(r.get('reason') or '')[:90]}")
+        if not _measured(r):
+            c.broken.append(f"{r.status_text if r.status else 'failed'}: {(r.reason or '')[:90]}")
             cands.append(c)
             continue
         m = _metrics(r)
         if budget.max_latency_ms is not None and (m["latency_ms"] is None or m["latency_ms"] > budget.max_latency_ms):
-            c.broken.append(f"latency {m['latency_ms']:.3f} ms > {budget.max_latency_ms} ms")
+            c.broken.append("no latency measured" if m["latency_ms"] is None
+                            else f"latency {m['latency_ms']:.3f} ms > {budget.max_latency_ms} ms")
         if budget.max_size_mb is not None and m["size_mb"] is not None and m["size_mb"] > budget.max_size_mb:
             c.broken.append(f"size {m['size_mb']:.2f} MB > {budget.max_size_mb} MB")
         if budget.max_accuracy_drop is not None:
@@ -68,8 +73,8 @@ def judge(records: list[dict], budget: Budget) -> tuple[Candidate | None, list[C
             c.broken.append(f"cosine {m['cosine']:.4f} < {min_cos}")
         cands.append(c)
     ok = [c for c in cands if not c.broken]
-    ok.sort(key=lambda c: (c.latency, c.record.get("size_bytes") or 0))
-    measured = [_metrics(c.record) for c in cands if c.record.get("status") in ("ok", "parity_failed")]
+    ok.sort(key=lambda c: (c.latency, c.record.size or 0))
+    measured = [_metrics(c.record) for c in cands if _measured(c.record)]
     closest = {}
     for key, better in (("latency_ms", min), ("size_mb", min), ("accuracy_drop", min), ("cosine", max)):
         vals = [m[key] for m in measured if m[key] is not None]
@@ -84,8 +89,9 @@ def explain(winner: Candidate | None, cands: list[Candidate], closest: dict, bud
         m = _metrics(winner.record)
         acc = f", accuracy drop {max(0.0, m['accuracy_drop']):.2f} points" if m["accuracy_drop"] is not None else \
             (f", cosine {m['cosine']:.4f}" if m["cosine"] is not None else "")
-        lines.append(f"BEST on {device}: {winner.name}  ({m['latency_ms']:.3f} ms p50, {m['size_mb']:.2f} MB{acc})")
-        lines.append(f"  artifact: {winner.record.get('artifact')}")
+        size = f"{m['size_mb']:.2f} MB" if m["size_mb"] is not None else "size unknown"
+        lines.append(f"BEST on {device}: {winner.name}  ({m['latency_ms']:.3f} ms p50, {size}{acc})")
+        lines.append(f"  artifact: {winner.record.artifact}")
     else:
         lines.append(f"NO target meets every budget on {device}.")
         for what, limit, key, fmt in (("latency", budget.max_latency_ms, "latency_ms", "{:.3f} ms"),

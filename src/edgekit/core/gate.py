@@ -7,9 +7,10 @@ metric drops are compared against their own budgets. Records are matched on
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..reports.tables import latest_records
+from ..reports import Record, latest_records
 
 
 @dataclass(frozen=True)
@@ -46,55 +47,45 @@ class GateResult:
         return not self.regressions
 
 
-def _worst_cosine(r):
-    outs = (r.get("parity") or {}).get("outputs") or []
-    return min((o["cosine_mean"] for o in outs), default=None)
-
-
-def compare(baseline: list[dict], current: list[dict], budgets: Budgets = Budgets()) -> GateResult:
+def compare(baseline: Iterable[Record | dict], current: Iterable[Record | dict],
+            budgets: Budgets = Budgets()) -> GateResult:
     base = latest_records(baseline, include_source=False)
     cur = latest_records(current, include_source=False)
     res = GateResult(missing=sorted(set(base) - set(cur)), new=sorted(set(cur) - set(base)))
     for key in sorted(set(base) & set(cur)):
         b, c = base[key], cur[key]
         res.compared += 1
-        if b.get("status") == "ok" and c.get("status") != "ok":
-            res.regressions.append(Finding(key, "status", b.get("status"), c.get("status"),
-                                           (c.get("reason") or "")[:120]))
+        if b.ok and not c.ok:
+            res.regressions.append(Finding(key, "status", b.status_text, c.status_text, (c.reason or "")[:120]))
             continue
         _latency(key, b, c, budgets, res)
-        bs, cs = b.get("size_bytes"), c.get("size_bytes")
+        bs, cs = b.size, c.size
         if bs and cs and cs > bs * (1 + budgets.size_rel):
             res.regressions.append(Finding(key, "size bytes", bs, cs, f"+{100 * (cs / bs - 1):.1f}%"))
-        bp, cp = b.get("parity") or {}, c.get("parity") or {}
-        if bp.get("task_value") is not None and cp.get("task_value") is not None:
-            drop = 100 * (bp["task_value"] - cp["task_value"])
+        bt, ct = b.task_value, c.task_value
+        if bt is not None and ct is not None:
+            drop = 100 * (bt - ct)
             if drop > budgets.task_drop_points:
-                res.regressions.append(Finding(key, bp.get("task_metric") or "task metric",
-                                               f"{100 * bp['task_value']:.2f}%", f"{100 * cp['task_value']:.2f}%",
-                                               f"-{drop:.2f} points"))
-        bc, cc = _worst_cosine(b), _worst_cosine(c)
+                res.regressions.append(Finding(key, b.task_metric or "task metric", f"{100 * bt:.2f}%",
+                                               f"{100 * ct:.2f}%", f"-{drop:.2f} points"))
+        bc, cc = b.worst_cosine, c.worst_cosine
         if bc is not None and cc is not None and bc - cc > budgets.cosine_drop:
             res.regressions.append(Finding(key, "cosine", f"{bc:.5f}", f"{cc:.5f}", f"-{bc - cc:.5f}"))
     return res
 
 
-def _latency(key, b, c, budgets, res):
-    bb, cb = b.get("bench") or {}, c.get("bench") or {}
-    if not bb.get("p50_ms") or not cb.get("p50_ms"):
+def _latency(key, b: Record, c: Record, budgets, res):
+    if not b.p50_ms or not c.p50_ms:
         return
-    if (b.get("device") or {}).get("emulated") or (c.get("device") or {}).get("emulated"):
+    if b.emulated or c.emulated:
         return  # emulated timings say nothing of speed
-    ratio = cb["p50_ms"] / bb["p50_ms"]
-    b_hi = (bb.get("median_ci95_ms") or [bb["p50_ms"]] * 2)[1]
-    c_lo = (cb.get("median_ci95_ms") or [cb["p50_ms"]] * 2)[0]
+    ratio = c.p50_ms / b.p50_ms
+    (b_lo, b_hi), (c_lo, c_hi) = b.bench.ci95, c.bench.ci95
     if ratio > 1 + budgets.latency_rel and c_lo > b_hi:
-        res.regressions.append(Finding(key, "p50 latency ms", round(bb["p50_ms"], 4), round(cb["p50_ms"], 4),
+        res.regressions.append(Finding(key, "p50 latency ms", round(b.p50_ms, 4), round(c.p50_ms, 4),
                                        f"+{100 * (ratio - 1):.1f}%, 95% CIs apart"))
-    b_lo = (bb.get("median_ci95_ms") or [bb["p50_ms"]] * 2)[0]
-    c_hi = (cb.get("median_ci95_ms") or [cb["p50_ms"]] * 2)[1]
     if ratio < 1 - budgets.latency_rel and c_hi < b_lo:
-        res.improvements.append(Finding(key, "p50 latency ms", round(bb["p50_ms"], 4), round(cb["p50_ms"], 4),
+        res.improvements.append(Finding(key, "p50 latency ms", round(b.p50_ms, 4), round(c.p50_ms, 4),
                                         f"{100 * (ratio - 1):.1f}%"))
 
 

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..reports import Record
 from .errors import SpecError
 from .specs import from_mapping, get_recipe, get_target
 
@@ -118,16 +119,23 @@ def _convert_job(source_spec: str, data_spec: str, inputs: tuple, target, out_ro
     return convert_one(source, target, data, Path(out_root), base)
 
 
+def _resume_key(r: Record) -> tuple:
+    """What a finished measurement shares with a later attempt at it: the same source, target,
+    device and artifact bytes."""
+    return r.source_sha256, r.target, r.device_name, r.artifact_sha256
+
+
 def _done_keys(path: Path) -> set:
+    """The measurements a results file already holds (parity checked and timed), to skip on resume."""
     keys = set()
     if path.exists():
         for line in path.read_text().splitlines():
             try:
-                r = json.loads(line)
-            except ValueError:
+                r = Record.from_json(json.loads(line))
+            except (ValueError, TypeError):
                 continue  # an interrupted write: that measurement is redone
-            if r.get("status") in ("ok", "parity_failed") and r.get("artifact_sha256"):
-                keys.add((r["source_sha256"], r["target"], r["device"]["name"], r["artifact_sha256"]))
+            if r.status in ("ok", "parity_failed") and r.artifact_sha256:
+                keys.add(_resume_key(r))
     return keys
 
 
@@ -179,25 +187,24 @@ def run_sweep(suite: Suite, workers: str = "local") -> dict:
     def emit(row):
         append_jsonl(results, [row])
         records.append(row)
-        bar.step(f"{row['model']}/{row['target']}@{row['device']['name']} {row.get('status')}")
+        r = Record.from_json(row)
+        bar.step(f"{r.model}/{r.target}@{r.device_label} {r.status_text}")
 
     def skip(row):
         if stop.is_set():
             raise _Stopped()
-        key = (row.get("source_sha256"), row.get("target"), row["device"]["name"], row.get("artifact_sha256"))
-        if key in done:
-            bar.step(f"{row['model']}/{row['target']}@{row['device']['name']} (done before)")
+        r = Record.from_json(row)
+        if _resume_key(r) in done:
+            bar.step(f"{r.model}/{r.target}@{r.device_label} (done before)")
             return True
         return False
 
     _measure_all(suite, models, converted, bench, emit, skip, workers, stop)
 
     # 4. reports from every record of this sweep's file (resumed runs included)
-    from ..reports.tables import latest_records, load_records
+    from ..reports import latest_records, load_records, write_reports
 
     every = list(latest_records(load_records(results)).values())
-    from ..reports.tables import write_reports
-
     reports = write_reports(every, out, f"edgekit sweep: {suite.name}")
     tracking = None
     if suite.tracking:
@@ -287,7 +294,7 @@ def _track(records, suite, reports):
     import warnings
 
     try:
-        from ..reports.tracking import log_records
+        from ..reports import log_records
 
         return log_records(records, tracking_uri=suite.tracking_uri or None, parent_name=suite.name,
                            artifacts=[Path(p) for p in reports.values()])

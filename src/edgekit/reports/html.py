@@ -1,4 +1,4 @@
-"""The HTML report and the flat CSV, both built from the records `edgekit run` writes.
+"""The HTML report, built from the records `edgekit run` writes.
 
 The HTML is one self-contained file: inline CSS and hand-written inline SVG, no scripts, no fonts
 or anything else fetched from the network, so it opens from disk anywhere (and attaches to a
@@ -9,38 +9,24 @@ environment and provenance of every number.
 Emulated devices (QEMU) are labelled wherever their timings appear and are left out of the
 trade-off scatters: an emulated latency says nothing about the device's speed.
 
-This module puts the page together and writes it; the table sections are ``report_sections``', the
-figures ``report_charts``' and the SVG drawing ``svg_plots``'.
+This module puts the page together and writes it; the table sections are in ``sections``, the
+figures in ``charts`` and the SVG drawing in ``svg``.
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-from .charts import _latency_boxes, _parity_bars, _tradeoffs, pareto_front
-from .sections import (
-    _bench,
-    _dev_name,
-    _devices,
-    _emulated,
-    _environment,
-    _highlights,
-    _models,
-    _results_table,
-    _synthetic,
-    _task,
-    _worst,
-)
-from .svg import DEVICE_COLOURS, _e
+from .charts import latency_boxes, parity_bars, tradeoffs
+from .fmt import esc
+from .record import Record
+from .results import as_records
+from .sections import devices_of, environment, highlights, models_of, results_table
+from .svg import DEVICE_COLOURS
 
-__all__ = ["html_report", "write_html", "csv_report", "pareto_front", "CSV_COLUMNS"]
-
-CSV_COLUMNS = ("model", "target", "device", "emulated", "status", "size_bytes", "task_metric", "task_value",
-               "task_delta_points", "cosine_mean", "max_abs", "p50_ms", "p90_ms", "p99_ms", "peak_rss_mb",
-               "route", "reason")
+__all__ = ["html_report", "write_html"]
 
 
 _CSS = """
@@ -136,13 +122,13 @@ footer{margin-top:30px;color:var(--dim);font-size:12px}
 """
 
 
-def html_report(records: list[dict], title: str = "edgekit report") -> str:
+def html_report(records: Iterable[Record | dict], title: str = "edgekit report") -> str:
     """One self-contained HTML page for ``records`` (one model's run, several runs, or a sweep over
     models and devices): results table, trade-off scatters with the Pareto front, latency
     distributions, parity per target, and the environment and provenance."""
-    records = [r for r in records if isinstance(r, dict)]
-    models = _models(records)
-    devices = _devices(records)
+    records = as_records(records)
+    models = models_of(records)
+    devices = devices_of(records)
     colours = {}
 
     def colour_of(dev):
@@ -152,58 +138,58 @@ def html_report(records: list[dict], title: str = "edgekit report") -> str:
 
     for d in devices:  # stable colours in order of first appearance
         colour_of(d)
-    run_ids = list(dict.fromkeys(r.get("run_id") for r in records if r.get("run_id")))
-    versions = sorted({str(r.get("edgekit")) for r in records if r.get("edgekit")})
-    emu_devs = list(dict.fromkeys(_dev_name(r) for r in records if _emulated(r)))
-    synth_models = list(dict.fromkeys(r.get("model") or "?" for r in records if _synthetic(r)))
+    run_ids = list(dict.fromkeys(r.run_id for r in records if r.run_id))
+    versions = sorted({str(r.edgekit) for r in records if r.edgekit})
+    emu_devs = list(dict.fromkeys(r.device_label for r in records if r.emulated))
+    synth_models = list(dict.fromkeys(r.model_name for r in records if r.synthetic))
 
-    parts = [f'<header><h1>{_e(title)}</h1><div class="meta">']
+    parts = [f'<header><h1>{esc(title)}</h1><div class="meta">']
     meta = [f"{len(records)} record{'s' if len(records) != 1 else ''}",
             "model" + ("s" if len(models) != 1 else "") + ": " + (", ".join(models) or "-"),
             "device" + ("s" if len(devices) != 1 else "") + ": " + (", ".join(
                 d + (" (emulated)" if d in emu_devs else "") for d in devices) or "-"),
             f"run{'s' if len(run_ids) != 1 else ''}: " + (", ".join(run_ids) or "-"),
             "edgekit " + (", ".join(versions) or "?")]
-    parts.append(" · ".join(_e(m) for m in meta) + "</div></header>")
+    parts.append(" · ".join(esc(m) for m in meta) + "</div></header>")
     if synth_models:
-        parts.append(f'<div class="banner synthetic" role="alert">⚠ RANDOM INPUTS ({_e(", ".join(synth_models))}): '
+        parts.append(f'<div class="banner synthetic" role="alert">⚠ RANDOM INPUTS ({esc(", ".join(synth_models))}): '
                      'parity was measured on synthetic random data, not real data. It says little about accuracy on '
                      'real inputs; pass real data to trust these numbers.</div>')
     if emu_devs:
         parts.append(f'<div class="banner emulated">Emulated device{"s" if len(emu_devs) > 1 else ""}: '
-                     f'<b>{_e(", ".join(emu_devs))}</b>. Timings there come from an emulator and are labelled '
+                     f'<b>{esc(", ".join(emu_devs))}</b>. Timings there come from an emulator and are labelled '
                      '<i>emulated</i>: they are <b>not device speed</b> and are left out of the trade-off plots. '
                      'Parity on them is real.</div>')
     if not records:
         parts.append('<p class="empty">No records.</p>')
     else:
-        multi_run = any(len({r.get("run_id") for r in records if (r.get("model") or "?") == m}) > 1 for m in models)
+        multi_run = any(len({r.run_id for r in records if r.model_name == m}) > 1 for m in models)
         parts.append("<h2>Results</h2>")
-        parts.append(_results_table(records, len(models) > 1, multi_run))
+        parts.append(results_table(records, len(models) > 1, multi_run))
         parts.append('<p class="note">Task: the task metric on the held-out data with its change against the source '
                      'in points. Worst cosine / max abs: the output that differs most from the source. '
                      'Speed-up: source p50 over artifact p50 on the same machine.</p>')
         parts.append("<h2>Trade-offs</h2>")
         for m in models:
-            parts.append(f'<section class="model"><h3>{_e(m)}</h3>{_highlights(records, m)}'
-                         f'{_tradeoffs(records, m, colour_of)}</section>')
+            parts.append(f'<section class="model"><h3>{esc(m)}</h3>{highlights(records, m)}'
+                         f'{tradeoffs(records, m, colour_of)}</section>')
         parts.append("<h2>Latency distributions</h2>")
         for m in models:
-            parts.append(f'<section class="model"><h3>{_e(m)}</h3>{_latency_boxes(records, m, colour_of)}</section>')
+            parts.append(f'<section class="model"><h3>{esc(m)}</h3>{latency_boxes(records, m, colour_of)}</section>')
         parts.append("<h2>Parity per target</h2>")
         for m in models:
-            parts.append(f'<section class="model"><h3>{_e(m)}</h3>{_parity_bars(records, m)}</section>')
+            parts.append(f'<section class="model"><h3>{esc(m)}</h3>{parity_bars(records, m)}</section>')
         parts.append("<h2>Environment and provenance</h2>")
-        parts.append(_environment(records))
-    parts.append(f'<footer>Written by edgekit {_e(", ".join(versions) or "")}. This page is self-contained: '
+        parts.append(environment(records))
+    parts.append(f'<footer>Written by edgekit {esc(", ".join(versions) or "")}. This page is self-contained: '
                  'no scripts, fonts or images are fetched.</footer>')
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
+            f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>"
             + "\n".join(parts) + "</main></body></html>\n")
 
 
-def write_html(records: list[dict], path, title: str = "edgekit report") -> Path:
+def write_html(records: Iterable[Record | dict], path, title: str = "edgekit report") -> Path:
     """Write the HTML report atomically: a temp file beside ``path``, then one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,24 +209,3 @@ def write_html(records: list[dict], path, title: str = "edgekit report") -> Path
             pass
         raise
     return path
-
-
-def csv_report(records: list[dict]) -> str:
-    """One row per record, flat columns (``CSV_COLUMNS``); empty cells where a value is missing."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for r in records:
-        b, wo = _bench(r), _worst(r)
-        metric, tv, delta = _task(r)
-        row = {
-            "model": r.get("model"), "target": r.get("target"), "device": (r.get("device") or {}).get("name"),
-            "emulated": "true" if _emulated(r) else "false", "status": r.get("status"),
-            "size_bytes": r.get("size_bytes"), "task_metric": metric, "task_value": tv,
-            "task_delta_points": delta,
-            "cosine_mean": wo.get("cosine_mean") if wo else None, "max_abs": wo.get("max_abs") if wo else None,
-            "p50_ms": b.get("p50_ms"), "p90_ms": b.get("p90_ms"), "p99_ms": b.get("p99_ms"),
-            "peak_rss_mb": b.get("peak_rss_mb"), "route": " > ".join(r.get("route") or []),
-            "reason": r.get("reason")}
-        w.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
-    return buf.getvalue()

@@ -7,22 +7,19 @@ Nothing here reads a record: callers pass numbers, names and colours. Everything
 """
 from __future__ import annotations
 
-import html
 import math
+
+from .fmt import esc
 
 DEVICE_COLOURS = ("#2563eb", "#d97706", "#0d9488", "#7c3aed", "#db2777", "#65a30d", "#0891b2", "#b45309")
 PASS, FAIL, MUTED, INK, EMU = "#16a34a", "#dc2626", "#94a3b8", "#1e293b", "#c2410c"
-
-
-def _e(s) -> str:
-    return html.escape("" if s is None else str(s), quote=True)
 
 
 # --------------------------------------------------------------------------------------------
 # Scales, ticks and axes
 
 
-class _Scale:
+class Scale:
     """Maps a data interval onto a pixel interval, linearly or on a log scale, with nice ticks."""
 
     def __init__(self, lo: float, hi: float, a: float, b: float, log: bool = False):
@@ -55,7 +52,7 @@ class _Scale:
         return [t * unit for t in _linear_ticks(lo, hi, n)]
 
 
-def _nice_step(span: float, n: int) -> float:
+def nice_step(span: float, n: int) -> float:
     raw = span / max(n, 1)
     mag = 10 ** math.floor(math.log10(raw))
     for m in (1, 2, 2.5, 5, 10):
@@ -67,7 +64,7 @@ def _nice_step(span: float, n: int) -> float:
 def _linear_ticks(lo, hi, n=5) -> list[float]:
     if hi <= lo:
         return [lo]
-    step = _nice_step(hi - lo, n)
+    step = nice_step(hi - lo, n)
     t = math.ceil(lo / step - 1e-9) * step
     out = []
     while t <= hi + step * 1e-9:
@@ -76,7 +73,7 @@ def _linear_ticks(lo, hi, n=5) -> list[float]:
     return out
 
 
-def _domain(values, log: bool, pad: float = 0.08) -> tuple[float, float, bool]:
+def domain(values, log: bool, pad: float = 0.08) -> tuple[float, float, bool]:
     vals = [v for v in values if v is not None and (v > 0 or not log)]
     if not vals:
         return (0.0, 1.0, False)
@@ -112,7 +109,7 @@ def _decimals(v: float) -> int:
     return 9
 
 
-def _tick_fmt(ticks, kind: str, log: bool = False):
+def tick_fmt(ticks, kind: str, log: bool = False):
     """A tick formatter: one number of decimals for a linear axis, each tick's own on a log axis."""
     scale, suffix = 1.0, ""
     if kind == "pct":
@@ -137,18 +134,18 @@ def _text_w(s: str, size: float = 11.0) -> float:
 
 def _svg(w: int, h: int, body: list[str], label: str) -> str:
     return (f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-            f'aria-label="{_e(label)}" preserveAspectRatio="xMinYMin meet">' + "".join(body) + "</svg>")
+            f'aria-label="{esc(label)}" preserveAspectRatio="xMinYMin meet">' + "".join(body) + "</svg>")
 
 
-def _xgrid(body, sx: _Scale, ticks, fmt, ytop, ybot):
+def _xgrid(body, sx: Scale, ticks, fmt, ytop, ybot):
     """A vertical grid line from ``ytop`` to ``ybot`` at each tick, its value written below."""
     for t in ticks:
         x = sx(t)
         body.append(f'<line x1="{x:.1f}" y1="{ytop}" x2="{x:.1f}" y2="{ybot}" class="grid"/>'
-                    f'<text x="{x:.1f}" y="{ybot + 16}" class="tick" text-anchor="middle">{_e(fmt(t))}</text>')
+                    f'<text x="{x:.1f}" y="{ybot + 16}" class="tick" text-anchor="middle">{esc(fmt(t))}</text>')
 
 
-def _axes(body, sx: _Scale, sy: _Scale, x0, x1, y0, y1, xfmt, yfmt, xlabel, ylabel):
+def _axes(body, sx: Scale, sy: Scale, x0, x1, y0, y1, xfmt, yfmt, xlabel, ylabel):
     body.append(f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" class="plotbg"/>')
     xt, yt = xfmt[1](sx), yfmt[1](sy)
     fx, fy = xfmt[0](xt), yfmt[0](yt)
@@ -156,13 +153,13 @@ def _axes(body, sx: _Scale, sy: _Scale, x0, x1, y0, y1, xfmt, yfmt, xlabel, ylab
     for t in yt:
         y = sy(t)
         body.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" class="grid"/>'
-                    f'<text x="{x0 - 7}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_e(fy(t))}</text>')
+                    f'<text x="{x0 - 7}" y="{y + 4:.1f}" class="tick" text-anchor="end">{esc(fy(t))}</text>')
     body.append(f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" class="axis"/>'
                 f'<line x1="{x0}" y1="{y1}" x2="{x0}" y2="{y0}" class="axis"/>')
     body.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{y0 + 38}" class="axlabel" text-anchor="middle">'
-                f'{_e(xlabel)}</text>')
+                f'{esc(xlabel)}</text>')
     body.append(f'<text transform="translate({x0 - 58},{(y0 + y1) / 2:.1f}) rotate(-90)" class="axlabel" '
-                f'text-anchor="middle">{_e(ylabel)}</text>')
+                f'text-anchor="middle">{esc(ylabel)}</text>')
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,18 +203,18 @@ def _place_labels(items, obstacles, bounds) -> list[tuple]:
     return out
 
 
-def _scatter(points, fronts, xkind, ykind, xlabel, ylabel, label: str, ylog: bool | None = None,
+def scatter(points, fronts, xkind, ykind, xlabel, ylabel, label: str, ylog: bool | None = None,
              y_hi_cap=None) -> tuple[str, set]:
     """An SVG scatter. points: dicts x, y, text, num, colour, kind (front|ok|failed|source), tip;
     fronts: (colour, [point indices in drawing order]). Returns the SVG and the numbers of the
     points whose label did not fit and that show their number instead."""
     W, H = 600, 380
     x0, x1, y1, y0 = 76, W - 16, 14, H - 50
-    xlo, xhi, xlog = _domain([p["x"] for p in points], log=True)
-    ylo, yhi, ylg = _domain([p["y"] for p in points], log=True if ylog is None else ylog, pad=0.12)
+    xlo, xhi, xlog = domain([p["x"] for p in points], log=True)
+    ylo, yhi, ylg = domain([p["y"] for p in points], log=True if ylog is None else ylog, pad=0.12)
     if y_hi_cap is not None and yhi > y_hi_cap:  # accuracies: no ticks above 100%, a little room
         yhi = max(y_hi_cap, max(p["y"] for p in points)) + (y_hi_cap - ylo) * 0.05
-    sx, sy = _Scale(xlo, xhi, x0, x1, xlog), _Scale(ylo, yhi, y0, y1, ylg)
+    sx, sy = Scale(xlo, xhi, x0, x1, xlog), Scale(ylo, yhi, y0, y1, ylg)
 
     def ticks_for(kind, cap=None):
         def make(scale):
@@ -228,8 +225,8 @@ def _scatter(points, fronts, xkind, ykind, xlabel, ylabel, label: str, ylog: boo
 
     xt, yt = ticks_for(xkind), ticks_for(ykind, y_hi_cap)
     body: list[str] = []
-    _axes(body, sx, sy, x0, x1, y0, y1, (lambda ts: _tick_fmt(ts, xkind, xlog), xt),
-          (lambda ts: _tick_fmt(ts, ykind, ylg), yt), xlabel + (" (log)" if xlog else ""),
+    _axes(body, sx, sy, x0, x1, y0, y1, (lambda ts: tick_fmt(ts, xkind, xlog), xt),
+          (lambda ts: tick_fmt(ts, ykind, ylg), yt), xlabel + (" (log)" if xlog else ""),
           ylabel + (" (log)" if ylg else ""))
     for colour, idx in fronts:
         if len(idx) >= 2:
@@ -242,7 +239,7 @@ def _scatter(points, fronts, xkind, ykind, xlabel, ylabel, label: str, ylog: boo
     for i in order:
         p = points[i]
         x, y, c = sx(p["x"]), sy(p["y"]), p["colour"]
-        tip = f"<title>{_e(p['tip'])}</title>"
+        tip = f"<title>{esc(p['tip'])}</title>"
         if p["kind"] == "front":
             r = 6.5
             body.append(f'<g>{tip}<circle cx="{x:.1f}" cy="{y:.1f}" r="{r + 3.5}" fill="{c}" fill-opacity="0.18"/>'
@@ -270,20 +267,20 @@ def _scatter(points, fronts, xkind, ykind, xlabel, ylabel, label: str, ylog: boo
         if text != it[2]:
             numbered.add(int(text))
             cls += " numlab"
-        body.append(f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" class="{cls}">{_e(text)}</text>')
+        body.append(f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" class="{cls}">{esc(text)}</text>')
     return _svg(W, H, body, label), numbered
 
 
-def _scatter_legend(devices_used: list[str], colour_of) -> str:
-    """The key to ``_scatter``'s markers, one front and one dominated marker per device."""
+def scatter_legend(devices_used: list[str], colour_of) -> str:
+    """The key to ``scatter``'s markers, one front and one dominated marker per device."""
     items = []
     for d in devices_used:
         c = colour_of(d)
         items.append(f'<span class="lg"><svg width="30" height="12"><line x1="1" y1="6" x2="29" y2="6" '
                      f'stroke="{c}" stroke-width="2.5"/><circle cx="15" cy="6" r="4.5" fill="{c}" stroke="#fff" '
-                     f'stroke-width="1.2"/></svg>Pareto front on {_e(d)}</span>')
+                     f'stroke-width="1.2"/></svg>Pareto front on {esc(d)}</span>')
         items.append(f'<span class="lg"><svg width="14" height="12"><circle cx="7" cy="6" r="4" fill="#fff" '
-                     f'stroke="{c}" stroke-width="2"/></svg>dominated on {_e(d)}</span>')
+                     f'stroke="{c}" stroke-width="2"/></svg>dominated on {esc(d)}</span>')
     items.append('<span class="lg"><svg width="14" height="12"><rect x="3" y="2" width="8" height="8" '
                  'transform="rotate(45 7 6)" fill="#475569"/></svg>source (reference, not on the front)</span>')
     items.append(f'<span class="lg"><svg width="14" height="12"><path d="M3,2L11,10M3,10L11,2" stroke="{FAIL}" '
@@ -295,7 +292,7 @@ def _scatter_legend(devices_used: list[str], colour_of) -> str:
 # Row charts: one row per target over a shared x axis
 
 
-class _RowChart:
+class RowChart:
     """Names on the left, the plot in the middle, a column of values on the right; every other row
     striped. ``frame`` first, then ``row`` per row and what goes in it; ``svg`` at the end."""
     W, LBL, TOP = 1200, 250, 24
@@ -305,7 +302,7 @@ class _RowChart:
         self.y_end = self.TOP + row_h * n_rows
         self.body: list[str] = []
 
-    def frame(self, sx: _Scale, ticks, fmt, axis_label: str, colhead: str):
+    def frame(self, sx: Scale, ticks, fmt, axis_label: str, colhead: str):
         """Plot background, x grid and ticks, the axis label and the value column's heading (both markup)."""
         x0, x1, top, y_end = self.x0, self.x1, self.TOP, self.y_end
         self.body.append(f'<rect x="{x0}" y="{top - 6}" width="{x1 - x0}" height="{y_end - top + 6}" class="plotbg"/>')
@@ -320,14 +317,14 @@ class _RowChart:
         cy = top + rh * k + rh / 2 - 3
         if k % 2:
             self.body.append(f'<rect x="0" y="{top + rh * k - 3}" width="{self.W}" height="{rh}" class="stripe"/>')
-        at = f'<tspan class="{at_cls}"> @ {_e(at)}</tspan>' if at is not None else ""
+        at = f'<tspan class="{at_cls}"> @ {esc(at)}</tspan>' if at is not None else ""
         self.body.append(f'<text x="{self.LBL - 12}" y="{cy + 4:.1f}" text-anchor="end" class="rowlab">'
-                         f'<tspan class="{name_cls}">{_e(name)}</tspan>{at}</text>')
+                         f'<tspan class="{name_cls}">{esc(name)}</tspan>{at}</text>')
         return cy
 
     def value(self, cy: float, text: str, tail: str = "", tags: str = ""):
         """The value column: ``text``, then ``tail`` (markup) in the same text, ``tags`` (markup) after it."""
-        self.body.append(f'<text x="{self.x1 + 12}" y="{cy + 4:.1f}" class="rowval">{_e(text)}{tail}</text>')
+        self.body.append(f'<text x="{self.x1 + 12}" y="{cy + 4:.1f}" class="rowval">{esc(text)}{tail}</text>')
         if tags:
             self.body.append(f'<text x="{self.x1 + 12 + _text_w(text) + 10:.1f}" y="{cy + 4:.1f}" class="rowval">'
                              + tags + "</text>")
@@ -338,7 +335,7 @@ class _RowChart:
 
     def bar(self, cy: float, x: float, c: str, tip: str):
         """A bar from the left edge of the plot to ``x``."""
-        self.body.append(f'<g><title>{_e(tip)}</title><rect x="{self.x0}" y="{cy - 8}" '
+        self.body.append(f'<g><title>{esc(tip)}</title><rect x="{self.x0}" y="{cy - 8}" '
                          f'width="{max(x - self.x0, 1.5):.1f}" height="16" rx="2" fill="{c}" fill-opacity="0.85"/></g>')
 
     def box(self, cy: float, xs: dict, c: str, emu: bool, tip: str):
@@ -346,7 +343,7 @@ class _RowChart:
         whiskers min…p99, box p50…p90, a thick bar at p50, an open dot at max; dashed when ``emu``."""
         lo, p50, p90, p99, hi = (xs[q] for q in ("min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"))
         dash = ' stroke-dasharray="4 3"' if emu else ""
-        self.body.append(f'<g><title>{_e(tip)}</title>'
+        self.body.append(f'<g><title>{esc(tip)}</title>'
                          f'<line x1="{lo:.1f}" y1="{cy}" x2="{hi:.1f}" y2="{cy}" stroke="{MUTED}" '
                          f'stroke-width="1"{dash}/>'
                          f'<line x1="{lo:.1f}" y1="{cy}" x2="{p99:.1f}" y2="{cy}" stroke="{INK}" stroke-width="1.6"/>'
@@ -365,14 +362,14 @@ class _RowChart:
         """A dashed reference line across all the rows, labelled above them."""
         top = self.TOP
         self.body.append(f'<line x1="{x:.1f}" y1="{top - 8}" x2="{x:.1f}" y2="{self.y_end}" class="refline"/>'
-                         f'<text x="{x:.1f}" y="{top - 10}" text-anchor="middle" class="reflab">{_e(label)}</text>')
+                         f'<text x="{x:.1f}" y="{top - 10}" text-anchor="middle" class="reflab">{esc(label)}</text>')
 
     def svg(self, label: str) -> str:
         return _svg(self.W, self.y_end + 44, self.body, label)
 
 
-def _box_legend() -> str:
-    """The key to ``_RowChart.box``."""
+def box_legend() -> str:
+    """The key to ``RowChart.box``."""
     return ('<div class="legend"><span class="lg"><svg width="64" height="16">'
             f'<line x1="2" y1="8" x2="62" y2="8" stroke="{MUTED}"/><line x1="2" y1="8" x2="48" y2="8" '
             f'stroke="{INK}" stroke-width="1.6"/>'
@@ -386,8 +383,8 @@ def _box_legend() -> str:
             f'stroke="{EMU}" stroke-dasharray="4 3"/></svg>dashed: emulated device (not device speed)</span></div>')
 
 
-def _bars_legend(with_ref: bool) -> str:
-    """The key to ``_RowChart.bar`` in pass and fail colours; ``with_ref`` when a reference line is drawn."""
+def bars_legend(with_ref: bool) -> str:
+    """The key to ``RowChart.bar`` in pass and fail colours; ``with_ref`` when a reference line is drawn."""
     return (f'<div class="legend"><span class="lg"><span class="sw" style="background:{PASS}"></span>passed parity'
             f'</span><span class="lg"><span class="sw" style="background:{FAIL}"></span>failed parity</span>'
             + ('<span class="lg"><svg width="22" height="14"><line x1="11" y1="0" x2="11" y2="14" '
