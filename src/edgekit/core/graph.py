@@ -45,6 +45,10 @@ class ConvertContext:
     device: Any = None  # the open device, for edges that run on it (``Converter.on_device``)
 
 
+# One tool, several distribution names: TensorFlow installs as tensorflow-cpu on x86_64 (edgekit[tflite]).
+DIST_ALIASES = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos")}
+
+
 class Converter:
     src: ClassVar[str]
     dst: ClassVar[str]
@@ -105,10 +109,13 @@ class Converter:
 
         out = {}
         for dist in cls.tools:
-            try:
-                out[dist] = version(dist)
-            except PackageNotFoundError:
-                out[dist] = None
+            out[dist] = None
+            for name in DIST_ALIASES.get(dist, (dist,)):
+                try:
+                    out[dist] = version(name)
+                    break
+                except PackageNotFoundError:
+                    pass
         return out
 
     def convert(self, artifact: Artifact, out_dir: Path, ctx: ConvertContext) -> Path:
