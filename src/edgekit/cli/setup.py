@@ -6,8 +6,11 @@ installed ``--no-deps``, its real run-time dependencies coming from the backend'
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+import tempfile
 
 from .app import _progress
 
@@ -33,8 +36,9 @@ def cmd_setup(args) -> int:
             failed += 1
             continue
         _progress(f"{label}" + (f"  ({step.why})" if step.why else ""))
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                               *step.pip], capture_output=True, text=True)
+        with _pins(step.pip) as pins:  # pip may add, never move, what is installed
+            proc = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                                   "--only-binary=:all:", "-c", pins, *step.pip], capture_output=True, text=True)
         if proc.returncode != 0:
             last = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
             from ..core.errors import SetupFailed
@@ -42,5 +46,37 @@ def cmd_setup(args) -> int:
             raise SetupFailed(f"'pip install {' '.join(step.pip)}' failed for backend '{backend.name}': "
                               f"{(last or ['no output'])[-1][:200]}.",
                               f"Install the '{backend.extra}' extra first: pip install 'edgekit[{backend.extra}]'.")
+        missing = [m for m in step.provides if not _imports(m)]
+        if missing:
+            from ..core.errors import SetupFailed
+
+            raise SetupFailed(f"after 'pip install {' '.join(step.pip)}', {', '.join(missing)} still does not import.",
+                              f"Install the '{backend.extra}' extra first: pip install 'edgekit[{backend.extra}]'.")
         print(f"{label}  (installed)")
+    if not args.check:
+        print("note: 'pip check' now lists the pins these packages declare; they are not needed at run time.")
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _pins(step_args=()):
+    """A constraints file pinning every installed distribution but the step's own, so a setup step adds
+    packages and never moves one that is there (a CPU build of a framework, numpy, protobuf)."""
+    import re
+    from importlib.metadata import distributions
+
+    norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
+    own = {norm(re.split(r"[<>=!~ \[]", a)[0]) for a in step_args if not a.startswith("-")}
+    lines = sorted({f"{d.metadata['Name']}=={d.version}" for d in distributions()
+                    if d.metadata["Name"] and norm(d.metadata["Name"]) not in own})
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        yield f.name
+    finally:
+        os.unlink(f.name)
+
+
+def _imports(module: str) -> bool:
+    """Import in a child process (a fresh interpreter sees what pip just installed)."""
+    return subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode == 0

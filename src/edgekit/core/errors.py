@@ -62,12 +62,12 @@ class MissingExtra(EdgekitError):
 
     def __init__(self, module: str, extra: str, what: str = ""):
         what = what or module
-        super().__init__(f"{what} needs the Python package '{module}', which is not installed.", _install_hint(module, extra))
+        super().__init__(f"{what} needs the Python package '{module}', which is not installed.", install_hint(module, extra))
         self.module = module
         self.extra = extra
 
 
-def _install_hint(module: str, extra: str) -> str:
+def install_hint(module: str, extra: str) -> str:
     """The fix that works: the extra, and ``edgekit setup`` for modules pip cannot install as dependencies."""
     try:
         from ..backends import setup_for_module

@@ -45,10 +45,6 @@ class ConvertContext:
     device: Any = None  # the open device, for edges that run on it (``Converter.on_device``)
 
 
-# One tool, several distribution names: TensorFlow installs as tensorflow-cpu on x86_64 (edgekit[tflite]).
-DIST_ALIASES = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos")}
-
-
 class Converter:
     src: ClassVar[str]
     dst: ClassVar[str]
@@ -58,7 +54,7 @@ class Converter:
     recipes: ClassVar[frozenset[str]] = frozenset({"none"})
     calibration_methods: ClassVar[frozenset[str]] = frozenset({"minmax"})
     io_dtypes: ClassVar[frozenset[str]] = frozenset({"float32"})
-    tools: ClassVar[tuple[str, ...]] = ()  # distributions whose versions are recorded
+    tools: ClassVar[tuple[str, ...]] = ()  # distributions whose versions are recorded ("a|b": either name)
     revision: ClassVar[int] = 1  # bump to invalidate cached outputs of this edge
     # True: must run on the device that will run the artifact (an engine built for its GPU, tuning
     # by measuring there); it gets ``ctx.device`` and its cached outputs are keyed by that device.
@@ -89,7 +85,9 @@ class Converter:
             return f"runs only on {', '.join(cls.platforms)} (this is {sys.platform})"
         for module, extra in cls.requires:
             if not available(module):
-                return f"needs '{module}' (pip install 'edgekit[{extra}]')"
+                from .errors import install_hint
+
+                return f"needs '{module}' ({install_hint(module, extra)[len('Install it with: '):]})"
         return None
 
     @classmethod
@@ -108,9 +106,10 @@ class Converter:
         from importlib.metadata import PackageNotFoundError, version
 
         out = {}
-        for dist in cls.tools:
+        for tool in cls.tools:  # "a|b": one tool under several distribution names, recorded as "a"
+            dist = tool.split("|")[0]
             out[dist] = None
-            for name in DIST_ALIASES.get(dist, (dist,)):
+            for name in tool.split("|"):
                 try:
                     out[dist] = version(name)
                     break

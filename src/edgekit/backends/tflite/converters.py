@@ -83,7 +83,7 @@ class TfliteFromSavedModel(Converter):
     recipes = frozenset({"none", "fp16", "int8-dynamic", "int8-static"})
     io_dtypes = frozenset({"float32", "int8"})
     requires = (("tensorflow", "tflite"),)
-    tools = ("tensorflow",)
+    tools = ("tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos",)
 
     @classmethod
     def judge(cls, domain, op, target, recipe, facts):
@@ -116,7 +116,7 @@ class TfliteFromKeras(Converter):
     recipes = frozenset({"none", "fp16", "int8-dynamic", "int8-static"})
     io_dtypes = frozenset({"float32", "int8"})
     requires = (("tensorflow", "tflite"),)
-    tools = ("tensorflow", "keras")
+    tools = ("tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos", "keras")
 
     def convert(self, artifact, out_dir, ctx):
         tf = import_quietly("tensorflow", "tflite", "The TFLite converter")

@@ -23,8 +23,9 @@ class SavedModelFromOnnx(Converter):
 
     src, dst = "onnx", "savedmodel"
     cost = 2.0
-    requires = (("onnx2tf", "tflite"), ("tensorflow", "tflite"), ("onnx_graphsurgeon", "tflite"))
-    tools = ("onnx2tf", "tensorflow")
+    requires = (("onnx2tf", "tflite"), ("tf_keras", "tflite"), ("tensorflow", "tflite"),
+                ("onnx_graphsurgeon", "tflite"))
+    tools = ("onnx2tf", "tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos")
     revision = 2
 
     @classmethod
