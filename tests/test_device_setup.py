@@ -21,6 +21,11 @@ def test_setup_installs_runtimes_into_an_edgekit_env(sshd, tmp_path):
     home = sshd.remote_path(f"/home/{sshd.user}")
     planted = home / ".edgekit"  # the fixture planted a stand-in env: start from a bare device
     subprocess.run(["rm", "-rf", str(planted)], check=True)
+    # a fresh board without numpy: the check says what is missing and the command that fixes it
+    r = subprocess.run([sys.executable, "-m", "edgekit", "devices", "check", "bare"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 5 and r.stderr.count("\n") == 1, r.stderr
+    assert "the runner cannot start on bare: its Python has no 'numpy'. Run: edgekit devices setup bare" in r.stderr
     r = subprocess.run([sys.executable, "-m", "edgekit", "devices", "setup", "bare", "--runtime", "onnxruntime"],
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -277,7 +277,7 @@ def test_data_of_the_wrong_shape(work, env, onnx_here, cmd):
     out = work / "out"
     target = ["--target", "onnx-int8"] if cmd == "convert" else ["--targets", "onnx-int8"]
     proc = edgekit([cmd, onnx_here, *target, "--data", data, "--out", out], work, env)
-    one_error(proc, USER, "input 'x'", "expects 1x1x8x8", "9 != 8", "Pass data shaped like the model's input")
+    one_error(proc, USER, "input 'x'", "expects 1x1x8x8", "9 != 8", "Pass [N, 1, 8, 8] (samples along the model's axis 0)")
     nothing_written(out, "onnx-int8")
 
 
@@ -285,7 +285,7 @@ def test_data_of_the_wrong_shape_for_the_torch_model(work, env):
     data = _save(work / "bad.npz", x=_digits_like(shape=(1, 9, 9)))
     out = work / "out"
     proc = edgekit(["run", DIGITS, "--targets", "onnx", "--data", data, "--out", out], work, env)
-    one_error(proc, USER, "input 'x'", "expects 1x1x8x8", "Pass data shaped like the model's input")
+    one_error(proc, USER, "input 'x'", "expects 1x1x8x8", "Pass [N, 1, 8, 8] (samples along the model's axis 0)")
     assert not out.exists()
 
 
@@ -423,3 +423,23 @@ def test_input_spec_the_torch_model_cannot_take(work, env):
     proc = edgekit(["convert", DIGITS, "--target", "onnx", "--input", "x:1x8", "--out", out], work, env)
     one_error(proc, USER, "x:1x8:float32", "Give --input the shape and dtype the model's forward takes")
     nothing_written(out, "onnx")
+
+
+# ------------------------------------------------------------------ 9. files as users have them
+
+@pytest.mark.onnx
+def test_symlinked_model_file(work, env, digits_onnx):
+    """Every file of a Hugging Face cache is a symlink into a blobs/ folder, without a suffix."""
+    (work / "blobs").mkdir()
+    shutil.copyfile(digits_onnx, work / "blobs" / "5f1c0e")
+    (work / "model.onnx").symlink_to(Path("blobs") / "5f1c0e")
+    proc = edgekit(["convert", "model.onnx", "--target", "onnx", "--out", work / "out"], work, env)
+    assert proc.returncode == 0, proc.stderr
+    art = work / "out" / "model" / "onnx" / "model.onnx"
+    assert art.is_file() and not art.is_symlink() and art.stat().st_size == digits_onnx.stat().st_size
+
+
+def test_pt2_that_is_not_a_zip(work, env):
+    (work / "model.pt2").write_text("not a torch.export archive")
+    proc = edgekit(["convert", "model.pt2", "--target", "onnx", "--out", work / "out"], work, env)
+    one_error(proc, USER, "'model.pt2'", "torch.export")

@@ -147,26 +147,33 @@ def main(argv=None) -> int:
     from .quiet import quiet_frameworks
 
     quiet_frameworks()
+    from ..core.terminal import capture, log_path, say
+
+    capture(args.cmd)
     try:
         return _command(args.cmd)(args)
     except EdgekitError as e:
-        print(f"edgekit: error: {e.one_line()}", file=sys.stderr)
+        log = log_path() if e.exit_code != 2 else None  # a user error needs no framework log
+        say(f"edgekit: error: {e.one_line()}" + (f" (framework output: {log})" if log else ""))
         return e.exit_code
     except KeyboardInterrupt:
-        print("edgekit: interrupted", file=sys.stderr)
+        say("edgekit: interrupted")
         return 130
     except Exception as e:  # a failure no edgekit code described: still one line, unless debugging
         if os.environ.get("EDGEKIT_DEBUG"):
             raise
         first = " ".join((str(e).strip().splitlines() or [""])[0].split())[:300]
-        print(f"edgekit: error: unexpected {type(e).__name__}" + (f": {first.rstrip('.')}" if first else "")
-              + ". Rerun with EDGEKIT_DEBUG=1 to see the traceback, and report it if your model and data are not "
-              "the cause.", file=sys.stderr)
+        log = log_path()
+        say(f"edgekit: error: unexpected {type(e).__name__}" + (f": {first.rstrip('.')}" if first else "")
+            + ". Rerun with EDGEKIT_DEBUG=1 to see the traceback, and report it if your model and data are not "
+            "the cause." + (f" (framework output: {log})" if log else ""))
         return 70
 
 
 def _progress(msg: str) -> None:
-    print(f"[edgekit] {msg}", file=sys.stderr, flush=True)
+    from ..core.terminal import say
+
+    say(f"[edgekit] {msg}")
 
 
 def _load(args, need_data: bool):

@@ -21,6 +21,9 @@ def atomic_dir(final: Path):
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # a finished folder is as readable as any the user makes (mkdtemp: 0700)
     try:
         yield tmp
         if final.exists():
@@ -67,7 +70,9 @@ def size_bytes(path: Path) -> int:
 
 
 def copy_artifact(src: Path, dst: Path) -> None:
-    """Hard-link (or copy) a cached artifact into an output folder being built."""
+    """Hard-link (or copy) a cached artifact into an output folder being built. A symlink (every file of
+    a Hugging Face cache is one) is followed: the output holds the file, never a link that may dangle."""
+    src = Path(src).resolve()
     if src.is_dir():
         shutil.copytree(src, dst, copy_function=_link_or_copy)
     else:
@@ -76,6 +81,6 @@ def copy_artifact(src: Path, dst: Path) -> None:
 
 def _link_or_copy(src, dst):
     try:
-        os.link(src, dst)
+        os.link(os.path.realpath(src), dst)
     except OSError:
         shutil.copy2(src, dst)

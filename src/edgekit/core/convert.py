@@ -182,7 +182,7 @@ def _write_output(source, target, route, steps, art: Artifact, attempts, the_pla
         copy_artifact(Path(art.path), tmp / name)
         manifest["size_bytes"] = size_bytes(tmp / name)
         write_json(tmp / "manifest.json", manifest)
-    return ConvertResult(target, out_dir / name, out_dir, manifest, all(s.cached for s in steps))
+    return ConvertResult(target, out_dir / name, out_dir, manifest, bool(steps) and all(s.cached for s in steps))
 
 
 def _recipe_json(recipe) -> dict:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import re
 import shutil
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -80,7 +82,14 @@ class _Worker:
                               f"{doing}; it was stopped.") from None
         if line is None:
             code = self.proc.wait(timeout=10)
+            time.sleep(0.05)  # let the stderr reader take the last lines
             tail = "".join(self._stderr[-3:]).strip().splitlines()
+            missing = re.search(r"No module named '([\w.]+)'", "".join(self._stderr[-5:]))
+            if missing and doing == "starting the runner":
+                name = self.device.name
+                raise RunnerError(f"the runner cannot start on {name}: its Python has no '{missing.group(1)}'.",
+                                  f"Run: edgekit devices setup {name}" if name != "local" else
+                                  f"Install it: pip install {missing.group(1)}")
             detail = f" Last output: {tail[-1][:200]}" if tail else ""
             raise RunnerError(f"the runner on {self.device.name} crashed (exit code {code}) while {doing}.{detail}")
         return json.loads(line)

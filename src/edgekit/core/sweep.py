@@ -90,7 +90,10 @@ def expand_targets(names, recipes) -> list:
 class Progress:
     """One bar per phase on stderr (a line per step when not a terminal)."""
 
-    def __init__(self, phase: str, total: int, stream=sys.stderr):
+    def __init__(self, phase: str, total: int, stream=None):
+        from .terminal import terminal
+
+        stream = stream or terminal()
         self.phase, self.total, self.done, self.stream = phase, total, 0, stream
         self.tty = stream.isatty()
 

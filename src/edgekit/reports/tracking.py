@@ -199,7 +199,9 @@ def _show_links(result: dict, links: io.StringIO) -> None:
     keep = [line for line in lines if parent and parent in line and "View run" in line][-1:]
     keep += [line for line in lines if "View experiment" in line][-1:]
     if keep:
-        print("\n".join(keep), file=sys.stderr)
+        from ..core.terminal import say
+
+        say("\n".join(keep))
 
 
 def _terminate_quietly(client, run_id: str, status: str) -> None:

@@ -105,6 +105,9 @@ def _torchscript(path: Path, input_specs) -> Source:
 
 
 def _pt2(path: Path, input_specs) -> Source:
+    if not zipfile.is_zipfile(path):  # say so before torch prints its own traceback
+        raise CorruptModel(f"'{path}' is not a torch.export archive (.pt2 files are zip archives).",
+                           "Save the program with torch.export.save, or pass file.py:callable.")
     torch = require("torch", "torch", "A torch.export source")
     try:
         ep = torch.export.load(str(path))
