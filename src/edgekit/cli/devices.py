@@ -6,6 +6,19 @@ import json
 from .app import _progress
 
 
+def _runtime_names(name: str) -> list[str]:
+    """A runtime by its name or alias, or every runtime of a backend (the family a target names)."""
+    from ..backends import backends, get_runtime
+    from ..core.errors import UnknownName
+
+    try:
+        return [get_runtime(name).name]
+    except UnknownName:
+        if name in backends() and backends()[name].runtimes:
+            return [r.name for r in backends()[name].runtimes]
+        raise
+
+
 def cmd_devices(args) -> int:
     from ..devices.inventory import get_spec, inventory_path, load_inventory
 
@@ -37,7 +50,7 @@ def cmd_devices(args) -> int:
 
     from ..backends import get_runtime, runtimes
 
-    wanted = [get_runtime(r).name for r in args.runtime] or list(runtimes())
+    wanted = [name for r in args.runtime for name in _runtime_names(r)] or list(runtimes())
     result = setup(get_spec(args.name), wanted, progress=_progress)
     print(json.dumps(result, indent=2))
     return 0

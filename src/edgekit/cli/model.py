@@ -213,8 +213,38 @@ def cmd_inspect(args) -> int:
     from ..core.sources import load_source
     from ..core.specs import get_target
 
-    target = get_target(args.target)
+    targets = [get_target(args.target)] if args.target else None
     source = load_source(args.model, [parse_input_spec(s) for s in args.input] or None)
-    result = inspect_model(source, target)
-    print(json.dumps(result, indent=2) if args.json else format_preflight(result))
-    return 0 if not result["verdict"].startswith("will fail") else 1
+    if targets is not None:
+        result = inspect_model(source, targets[0])
+        print(json.dumps(result, indent=2) if args.json else format_preflight(result))
+        return 0 if not result["verdict"].startswith("will fail") else 1
+    from ..core.specs import all_targets, target_order
+
+    results = [inspect_model(source, t) for t in sorted(all_targets().values(), key=target_order)]
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(_matrix(results))
+    return 0
+
+
+def _matrix(results: list[dict]) -> str:
+    """Operators x targets: the status each target's route gives each operator, then the verdicts."""
+    ops: dict = {}
+    for r in results:
+        for row in r["ops"]:
+            name = f"{row['domain']}::{row['op']}" if row["domain"] else row["op"]
+            ops.setdefault(name, {})[r["target"]] = row["status"]
+    names = [r["target"] for r in results]
+    w = max([len("operator"), *(len(n) for n in ops)])
+    cw = [max(len(n), 8) for n in names]
+    head = "  ".join(["operator".ljust(w)] + [n.ljust(c) for n, c in zip(names, cw)]).rstrip()
+    lines = [f"{results[0]['model']} ({results[0]['source_format']}): operators by target (ok | float | fallback"
+             f" | fail; - not inspected)", head]
+    for op, by in ops.items():
+        lines.append("  ".join([op.ljust(w)] + [by.get(n, "-").ljust(c) for n, c in zip(names, cw)]).rstrip())
+    lines.append("")
+    for r in results:
+        lines.append(f"{r['target']:{max(cw)}s}  {r['verdict']}")
+    return "\n".join(lines)

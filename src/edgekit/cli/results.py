@@ -13,6 +13,8 @@ def cmd_sweep(args) -> int:
     from ..reports import table
 
     suite = load_suite(Path(args.suite))
+    if args.out:
+        suite = replace(suite, out=args.out)
     if args.no_tracking or args.tracking_uri:
         suite = replace(suite, tracking=not args.no_tracking, tracking_uri=args.tracking_uri or suite.tracking_uri)
     result = run_sweep(suite, workers=args.workers)
@@ -63,9 +65,12 @@ def cmd_fit(args) -> int:
                   device_wait=args.device_wait)
     from ..core.pipeline import save_records
 
-    save_records(records, Path(args.out))
+    paths = save_records(records, Path(args.out))
     winner, cands, closest = judge(records, budget)
     print(explain(winner, cands, closest, budget, device))
+    print()
+    for kind, path in paths.items():
+        print(f"{kind + ':':10s}{path}")
     return 0 if winner else 1
 
 

@@ -15,6 +15,7 @@ from .artifacts import atomic_dir, cache_root, copy_artifact, size_bytes, write_
 from .errors import ConversionError, EdgekitError, MissingExtra, NoRoute, UnsupportedOperator
 from .graph import Artifact, ConvertContext, Plan, plan
 from .proof import prove
+from .sources import file_digest
 from .specs import Target
 
 
@@ -69,17 +70,21 @@ def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         step = _Step(edge.name(), meta["seconds"], True, meta["versions"], meta.get("notes", []))
-        return Artifact(edge.dst, key, entry / meta["artifact"]), step
+        return Artifact(edge.dst, meta.get("digest", key), entry / meta["artifact"]), step
     t0 = time.perf_counter()
     with atomic_dir(entry) as tmp:
         ctx.notes = []
         produced = edge().convert(artifact, tmp, ctx)
         seconds = time.perf_counter() - t0
         versions = edge.versions()
+        # outputs are named by their content: the same model reached by another route (or given as a
+        # file) meets the same cached steps after it
+        digest = file_digest(Path(produced)) if Path(produced).exists() else key
         write_json(tmp / "step.json", {"edge": edge.name(), "artifact": Path(produced).name, "seconds": seconds,
-                                       "versions": versions, "notes": ctx.notes, "input": artifact.digest})
+                                       "versions": versions, "notes": ctx.notes, "input": artifact.digest,
+                                       "digest": digest})
         name = Path(produced).name
-    return Artifact(edge.dst, key, entry / name), _Step(edge.name(), seconds, False, versions, list(ctx.notes))
+    return Artifact(edge.dst, digest, entry / name), _Step(edge.name(), seconds, False, versions, list(ctx.notes))
 
 
 def convert(source, target: Target, data=None, out_root: Path = Path("out"), the_plan: Plan | None = None,

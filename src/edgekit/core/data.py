@@ -149,12 +149,26 @@ def split_arrays(name: str, arrays: dict, labels=None, task="generic", seed: int
 # ---------------------------------------------------------------- built-ins
 
 def digits_split():
-    """The fixed split of scikit-learn's digits: 1347 train (calibration comes from here), 450 held out."""
-    from sklearn.datasets import load_digits
+    """The fixed split of scikit-learn's digits: 1347 train (calibration comes from here), 450 held out.
+    The arrays are kept in the cache (by scikit-learn's version): a cached run does not import it."""
+    from importlib.metadata import version
 
-    d = load_digits()
-    x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]  # N x 1 x 8 x 8 in [0, 1]
-    y = d.target.astype(np.int64)
+    from .artifacts import cache_root
+
+    cached = cache_root() / "datasets" / f"digits-sklearn-{version('scikit-learn')}.npz"
+    if cached.exists():
+        with np.load(cached) as z:
+            x, y = z["x"], z["y"]
+    else:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]  # N x 1 x 8 x 8 in [0, 1]
+        y = d.target.astype(np.int64)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(cached.name + ".part.npz")
+        np.savez(tmp, x=x, y=y)
+        tmp.replace(cached)
     order = np.random.default_rng(0).permutation(len(x))
     test, train = order[:450], order[450:]
     return (x[train], y[train]), (x[test], y[test])

@@ -43,8 +43,9 @@ class Source:
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for p in paths:
-        h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode())
+    for p in paths:  # a folder's member names count; a single file is its content alone (any name, any path)
+        if path.is_dir():
+            h.update(str(p.relative_to(path)).encode())
         with open(p, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
@@ -79,8 +80,13 @@ def import_callable(spec: str) -> Callable:
                                  "Pass a file path (file.py:fn) or install the package.") from None
     fn = getattr(module, attr, None)
     if fn is None:
-        raise UserError(f"'{mod_part}' has no attribute '{attr}'.",
-                        f"Callables there: {', '.join(n for n in dir(module) if not n.startswith('_'))[:200]}.")
+        own = [n for n, v in vars(module).items() if not n.startswith("_") and callable(v)
+               and getattr(v, "__module__", None) == module.__name__]  # defined there, not imported
+        from .errors import did_you_mean
+
+        hint = did_you_mean(attr, own) or (f"Callables defined there: {', '.join(own)[:200]}." if own else
+                                           "It defines no callable.")
+        raise UserError(f"'{mod_part}' has no callable '{attr}'.", hint)
     return fn
 
 
