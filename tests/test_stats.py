@@ -36,3 +36,14 @@ def test_time_calls_meets_minimums():
     assert len(calls) == 1 + 3 + len(r["times_s"])
     r = time_calls(lambda: None, warmup=0, min_runs=5, min_seconds=0.0, max_seconds=10)
     assert len(r["times_s"]) == 5
+
+
+def test_quantile_ci_brackets_the_quantile_and_matches_median_ci():
+    from edgekit.core.stats import quantile_ci
+
+    ms = np.sort(np.random.default_rng(1).gamma(4.0, 1.0, 5000))
+    for q in (0.5, 0.9, 0.99):
+        lo, hi = quantile_ci(ms, q)
+        assert lo <= np.percentile(ms, 100 * q) <= hi
+    assert quantile_ci(ms, 0.5) == median_ci(ms)
+    assert quantile_ci(ms[:2], 0.9) == (ms[0], ms[1])

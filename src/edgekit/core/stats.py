@@ -20,6 +20,18 @@ def median_ci(sorted_ms: np.ndarray, z: float = 1.96) -> tuple[float, float]:
     return float(sorted_ms[lo]), float(sorted_ms[hi])
 
 
+def quantile_ci(sorted_ms: np.ndarray, q: float, z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free CI of the ``q`` quantile (0.9 for p90) from order statistics: the ranks
+    ``n q -/+ z sqrt(n q (1 - q))`` (binomial, normal approximation); for q = 0.5, :func:`median_ci`."""
+    n = len(sorted_ms)
+    if n < 3:
+        return float(sorted_ms[0]), float(sorted_ms[-1])
+    half = z * math.sqrt(n * q * (1.0 - q))
+    lo = max(0, int(math.floor(n * q - half)))
+    hi = min(n - 1, int(math.ceil(n * q + half)))
+    return float(sorted_ms[lo]), float(sorted_ms[hi])
+
+
 def latency_stats(times_s: list[float]) -> dict:
     ms = np.sort(np.asarray(times_s, dtype=np.float64) * 1000.0)
     p50, p90, p99 = (float(np.percentile(ms, q)) for q in (50, 90, 99))
