@@ -76,8 +76,6 @@ class EdgeArtifact:
                "size_bytes": self.size_bytes}
         if self.convert_s is not None:
             row["convert_s"] = self.convert_s
-        if self.role:
-            row["deployment_role"] = self.role
         return {k: v for k, v in row.items() if v is not None}
 
 

@@ -45,15 +45,23 @@ def as_artifact(artifact, device: str | None = None):
 def _tolerance(tolerance, artifact):
     from ..core.specs import Tolerance
 
+    from dataclasses import fields, replace
+
+    base = artifact.target.tolerance if artifact.target is not None else Tolerance()
     if tolerance is None:
-        return artifact.target.tolerance if artifact.target is not None else Tolerance()
+        return base
     if isinstance(tolerance, Tolerance):
         return tolerance
     if isinstance(tolerance, (int, float)):
-        return Tolerance(min_cosine=float(tolerance))
-    if isinstance(tolerance, dict):
-        return Tolerance(**tolerance)
-    raise UserError(f"tolerance must be a Tolerance, a dict of its fields or a minimum cosine, not {tolerance!r}.")
+        return replace(base, min_cosine=float(tolerance))
+    if isinstance(tolerance, dict):  # the target's tolerance with these fields changed
+        unknown = set(tolerance) - {f.name for f in fields(Tolerance)}
+        if unknown:
+            raise UserError(f"tolerance has no field {', '.join(sorted(unknown))} (it has "
+                            f"{', '.join(f.name for f in fields(Tolerance))}).")
+        return replace(base, **tolerance)
+    raise UserError(f"tolerance must be a Tolerance, a dict of fields to change, or a minimum cosine, not "
+                    f"{tolerance!r}.")
 
 
 def _outputs(art, arrays: dict, stacked) -> tuple[dict, dict]:
@@ -97,19 +105,20 @@ def _tolerance_text(tol) -> str:
     return ", ".join(bits)
 
 
-def _parity_message(art, against: str, res, tol) -> str:
+def _parity_message(art, against: str, res, tol, given: bool) -> str:
+    whose = "" if given else (f" (target {art.target_name}'s)" if art.target is not None else " (the default)")
     return (f"parity FAILED: {art.describe()} against {against}, {res.n} samples\n"
             f"  failed:    {'; '.join(res.failures)}\n"
             f"  measured:  {_measured_text(res)}\n"
-            f"  tolerance: {_tolerance_text(tol)}" + (" (the target's)" if art.target is not None else ""))
+            f"  tolerance: {_tolerance_text(tol)}{whose}")
 
 
 def assert_parity(artifact, reference=None, data=None, tolerance=None, device: str | None = None):
     """The artifact's outputs on the device against the reference model's on the held-out part of
     ``data``. ``reference``: the source model (a spec like ``file.py:build``, default: the artifact's
     own source), or its outputs (a dict of arrays); ``data``: a data spec or Dataset (default: the
-    artifact's); ``tolerance``: a Tolerance, a dict of its fields, or a minimum cosine (default: the
-    target's). Returns the ParityResult; raises AssertionError saying what failed."""
+    artifact's); ``tolerance``: a Tolerance, a dict of the fields to change in the target's, or a
+    minimum cosine (default: the target's). Returns the ParityResult; raises AssertionError saying what failed."""
     __tracebackhide__ = True
     from ..core.parity import compare
 
@@ -140,7 +149,7 @@ def assert_parity(artifact, reference=None, data=None, tolerance=None, device: s
                   source_sha256=source.digest if source is not None else None)
     if not res.passed:
         against = (f"{source.spec} ({label})" if source is not None else label) + f" on '{dataset.name}'"
-        raise AssertionError(_parity_message(art, against, res, tol))
+        raise AssertionError(_parity_message(art, against, res, tol, tolerance is not None))
     return res
 
 
@@ -167,7 +176,8 @@ def assert_golden(artifact, folder, tolerance=None, device: str | None = None):
             golden={"folder": str(Path(folder).resolve()), "source": m.get("source"), "recorded": m.get("created"),
                     "samples": golden.n})
     if not res.passed:
-        raise AssertionError(_parity_message(art, f"golden files {folder} ({golden.describe()})", res, tol))
+        raise AssertionError(_parity_message(art, f"golden files {folder} ({golden.describe()})", res, tol,
+                                             tolerance is not None))
     return res
 
 

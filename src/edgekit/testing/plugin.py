@@ -229,15 +229,17 @@ def edge_device(request, _edge_case):
 
     h = harness(request.config)
     hold = h.hold(_edge_case.device)
+    unreachable = failed = None
     try:
         slot = hold.__enter__()
     except DeviceError as e:
-        why = f"device '{_edge_case.device}' is not reachable: {e.one_line()}"
-        if h.options.strict:
-            pytest.fail(why + " (--edge-strict)", pytrace=False)
-        pytest.skip(why)
+        unreachable = f"device '{_edge_case.device}' is not reachable: {e.one_line()}"
     except EdgekitError as e:
-        pytest.fail(f"edgekit: {e.one_line()}", pytrace=False)
+        failed = f"edgekit: {e.one_line()}"
+    if failed or (unreachable and h.options.strict):  # outside the except: no chained traceback
+        pytest.fail(failed or unreachable + " (--edge-strict)", pytrace=False)
+    if unreachable:
+        pytest.skip(unreachable)
     try:
         yield slot
     finally:

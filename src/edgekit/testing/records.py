@@ -47,6 +47,8 @@ class RecordLog:
         else:
             row.setdefault("device", {"name": artifact.slot.name, "kind": artifact.slot.kind,
                                       "emulated": artifact.slot.emulated, "labels": artifact.slot.labels})
+        if artifact.role:  # checked as a deployment bundle's primary or fallback
+            row["deployment_role"] = artifact.role
         for k, v in fields.items():
             if v is None:
                 continue
