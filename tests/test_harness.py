@@ -88,6 +88,11 @@ def latest(path: Path) -> dict:
     return out
 
 
+def edgekit(env, *args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "edgekit", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=900)
+
+
 def report(path: Path) -> str:
     r = subprocess.run([sys.executable, "-m", "edgekit", "report", str(path)], capture_output=True, text=True,
                        timeout=300)
@@ -203,6 +208,21 @@ def test_parity_too_strict(edge_artifact):
     assert bad["status"] == "parity_failed" and "max abs error" in bad["reason"]
     md = report(results)
     assert "| onnx-int8 | local | converted |" in md and "| onnx | local | PARITY FAILED |" in md
+    # the regression gate and tracking read harness runs like any others
+    r = edgekit(None, "check", "--baseline", results, results)
+    assert r.returncode == 0 and "PASS: 2 (model, target, device) compared" in r.stdout, r.stdout + r.stderr
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        return
+    uri = f"sqlite:///{pytester.path / 'mlflow.db'}"
+    r = edgekit(None, "report", results, "--track", "--tracking-uri", uri)
+    assert r.returncode == 0, r.stderr
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    by = {run.data.tags.get("target"): run.data for run in runs}
+    assert by["onnx-int8"].metrics["p90_ms"] == ok["bench"]["p90_ms"] and by["onnx-int8"].metrics["parity_passed"] == 1
+    assert by["onnx"].tags["status"] == "parity_failed"
 
 
 def _devices_toml(sshd) -> str:
@@ -306,9 +326,6 @@ def test_no_framework_was_imported_here():
 '''
 
 
-def edgekit(env, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "edgekit", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=900)
 
 
 @pytest.mark.ssh
