@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-MODEL_HELP = ("the model: file.py:callable or pkg.module:callable (PyTorch), .pt2, TorchScript, .onnx, a SavedModel "
-              "folder or .keras ('edgekit graph' lists the formats)")
+MODEL_HELP = ("the model: a model file or folder, or file.py:callable / pkg.module:callable that builds one "
+              "('edgekit graph' lists the formats edgekit reads)")
 
 
 def _add_out(p, default: str | None = "out", what: str = "artifacts, records and reports"):
