@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         say("edgekit: interrupted")
         return 130
+    except BrokenPipeError:  # the reader went away (edgekit graph | head): nothing to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:  # a failure no edgekit code described: still one line, unless debugging
         if os.environ.get("EDGEKIT_DEBUG"):
             raise

@@ -187,6 +187,13 @@ def cmd_graph(args) -> int:
     sources = [get_format(args.src).name] if args.src else _source_formats()
     targets = [get_target(args.target)] if args.target else sorted(all_targets().values(), key=target_order)
     reg = load_converters()
+    from ..backends import formats
+
+    print("formats:")
+    for f in formats().values():
+        given = ", ".join([*f.suffixes, *([f"a folder with {f.folder_marker}"] if f.folder_marker else []),
+                           *(["file.py:callable"] if f.callable_specs else [])]) or "(made by converters only)"
+        print(f"  {f.name:12s} {f.backend:12s} {given}")
     print("edges:")
     for name, e in reg.items():
         why = e.unavailable()
