@@ -88,7 +88,7 @@ def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _
 
 
 def convert(source, target: Target, data=None, out_root: Path = Path("out"), the_plan: Plan | None = None,
-            device=None) -> ConvertResult:
+            device=None, prove_artifact: bool = True) -> ConvertResult:
     """Produce ``target`` from ``source``: returns the artifact in ``out/<model>/<target>/``
     (``<target>@<device>/`` when a step of its route ran on ``device``, an open device)."""
     the_plan = the_plan or plan(source.format, target)
@@ -124,8 +124,9 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
             attempts.append({"route": route.names, "edge": edge.name(), "error": f"{type(e).__name__}: {first}"})
             continue
         try:  # "converted" only once it loads in its runtime and gives outputs close to the source's
-            proof = prove(source, target, art.path, data, route.names[-1] if route.edges else "copy",
-                          device if route.on_device else None)
+            last = route.names[-1] if route.edges else "copy"
+            proof = prove(source, target, art.path, data, last, device if route.on_device else None) \
+                if prove_artifact else None
         except ConversionError as e:
             attempts.append({"route": route.names, "edge": e.edge, "error": e.reason, "hint": e.hint,
                              "proof": True})
