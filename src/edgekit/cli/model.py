@@ -52,13 +52,13 @@ def cmd_run(args) -> int:
     print(table(records))
     print()
     for kind, path in paths.items():
-        print(f"{kind + ':':9s}{path}")
+        print(f"{kind + ':':10s}{path}")
     if args.track:
         from ..reports import log_records
 
         res = log_records(records, tracking_uri=args.tracking_uri, artifacts=[paths["html"], paths["markdown"]]
                           if "html" in paths else [])
-        print(f"mlflow:  {res.get('tracking_uri')} ({len(res.get('run_ids', []))} runs)"
+        print(f"mlflow:   {res.get('tracking_uri')} ({len(res.get('run_ids', []))} runs)"
               + (f" WARNING: {res['warning']}" if res.get("warning") else ""))
     bad = [r for r in records if r.get("status") not in ("ok", "reference")]
     return 1 if bad else 0

@@ -17,11 +17,11 @@ def cmd_sweep(args) -> int:
         suite = replace(suite, tracking=not args.no_tracking, tracking_uri=args.tracking_uri or suite.tracking_uri)
     result = run_sweep(suite, workers=args.workers)
     print(table(result["records"]))
-    print(f"\nrecords: {result['results']}")
+    print(f"\nrecords:  {result['results']}")
     for kind, path in result["reports"].items():
-        print(f"{kind + ':':9s}{path}")
+        print(f"{kind + ':':10s}{path}")
     if result["tracking"]:
-        print(f"mlflow:  {result['tracking'].get('tracking_uri')} (parent run {result['tracking'].get('parent_run_id')})")
+        print(f"mlflow:   {result['tracking'].get('tracking_uri')} (parent run {result['tracking'].get('parent_run_id')})")
     bad = [r for r in result["records"] if r.status not in ("ok", "reference")]
     return 1 if bad else 0
 
@@ -75,12 +75,12 @@ def cmd_report(args) -> int:
     records = list(latest_records(load_records(args.records)).values())
     src = Path(args.records)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
-    paths = write_reports(records, out, src.stem)
+    paths = write_reports(records, out)
     for kind, path in paths.items():
-        print(f"{kind + ':':9s}{path}")
+        print(f"{kind + ':':10s}{path}")
     if args.track:
         from ..reports import log_records
 
         res = log_records(records, tracking_uri=args.tracking_uri, artifacts=list(paths.values()))
-        print(f"mlflow:  {res}")
+        print(f"mlflow:   {res}")
     return 0
