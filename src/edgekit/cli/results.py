@@ -31,7 +31,23 @@ def cmd_check(args) -> int:
     from ..reports import load_records as load
 
     budgets = Budgets(args.latency_budget / 100, args.size_budget / 100, args.accuracy_budget, args.cosine_budget)
-    res = compare(load(args.baseline), load(args.current), budgets)
+    baseline, current = load(args.baseline), load(args.current)
+    remeasured = {}
+    if args.remeasure:
+        from ..core.gate import pairs
+        from ..core.remeasure import Rounds, remeasure, why_not
+
+        todo = []
+        for key, b, c in pairs(baseline, current):
+            if not (b.ok and c.ok and b.timed and c.timed) or b.emulated or c.emulated:
+                continue
+            why = why_not(b, c)
+            if why:
+                print(f"note: {b.key_text} not re-measured ({why}): compared across runs")
+            else:
+                todo.append((key, b, c))
+        remeasured = remeasure(todo, Rounds(rounds=args.rounds), _progress, args.device_wait)
+    res = compare(baseline, current, budgets, remeasured)
     print(format_result(res))
     if res.compared == 0:
         from ..core.errors import DataError

@@ -36,7 +36,7 @@ def legend_text(records: list[Record]) -> list[str]:
         out += textwrap.wrap(text, WRAP, initial_indent=f"  {term.ljust(w)}  ", subsequent_indent=" " * (w + 4))
     noisy = noisy_lines(records)
     if noisy:
-        out.append("  noisy timings: " + "; ".join(noisy))
+        out += textwrap.wrap("  noisy timings: " + "; ".join(noisy), WRAP, subsequent_indent=" " * 4)
     warn = speedup_warning(records)
     if warn:
         out += textwrap.wrap(warn, WRAP, subsequent_indent="  ")
