@@ -86,13 +86,20 @@ def test_the_minilm_source_series_of_issue_10_is_noisy():
     assert s["noisy"] and any("faster than the median" in w for w in s["noisy_why"])
 
 
-def test_a_real_steady_workload_is_not_noisy():
-    """Real timings of a fixed numpy computation (no model, no runtime): at least one of three
-    series is steady by the rule, even on a shared machine (the other two may catch a neighbour)."""
-    a = np.random.default_rng(0).random((120, 120))
+def test_a_real_steady_workload_on_a_quiet_machine_is_not_noisy():
+    """Real timings of a fixed single-threaded numpy computation (no model, no runtime, no BLAS
+    threads): on a quiet machine at least one of three series is steady by the rule (the other two
+    may catch a neighbour). On a machine busier than its cores the flag is right to go up, so the
+    check needs a quiet one."""
+    import os
+
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.75 * cores:
+        pytest.skip(f"the machine is busy (load {load:.1f} on {cores} cores): timings here are noisy by right")
+    x = np.random.default_rng(0).random(20000)
     verdicts = []
     for _ in range(3):
-        r = time_calls(lambda: a @ a, warmup=20, min_runs=200, min_seconds=0.3)
+        r = time_calls(lambda: np.sort(x), warmup=20, min_runs=200, min_seconds=0.3)
         s = latency_stats(r["times_s"])
         verdicts.append(s["noisy_why"])
         if not s["noisy"]:

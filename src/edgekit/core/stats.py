@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from ..reports.fmt import ms_text
+
 NOISY_CI_FRACTION = 0.10  # CI of the median wider than 10% of it
 NOISY_TAIL_RATIO = 2.0  # p90 more than twice p50
 NOISY_SPREAD = 0.80  # p90 - p10 more than 80% of p50
@@ -60,11 +62,11 @@ def noise_reasons(ms_in_order) -> list[str]:
             why.append(f"the central 80% of runs spans {100 * (p90 - p10) / p50:.0f}% of the median")
         if p10 < NOISY_FAST_RATIO * p50:
             why.append(f"a tenth of the runs are {100 * (1 - p10 / p50):.0f}%+ faster than the median "
-                       f"(min {s[0]:.3g} ms vs p50 {p50:.3g} ms): two modes or a drift")
+                       f"(min {ms_text(s[0])} ms vs p50 {ms_text(p50)} ms): two modes or a drift")
         q = len(ms) // 4
         first, last = float(np.median(ms[:q])), float(np.median(ms[-q:]))
         if abs(last - first) / p50 > NOISY_DRIFT:
-            why.append(f"drift: the first quarter's median {first:.3g} ms, the last quarter's {last:.3g} ms")
+            why.append(f"drift: the first quarter's median {ms_text(first)} ms, the last quarter's {ms_text(last)} ms")
     return why
 
 

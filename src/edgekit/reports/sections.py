@@ -208,7 +208,7 @@ def _run_rows(records: list[Record]) -> list[str]:
     for r in records:
         runs.setdefault((r.model_name, r.run_id), []).append(r)
     rows = ["<tr><th>model</th><th>run</th><th>edgekit</th><th>source</th><th>source sha256</th><th>data</th>"
-            "<th class=num>calibration</th><th class=num>evaluation</th><th>notes</th></tr>"]
+            "<th class=num>calibration available</th><th class=num>evaluation</th><th>split and notes</th></tr>"]
     for (model, run_id), rs in runs.items():
         r = rs[0]
         data = r.data
@@ -242,7 +242,7 @@ def _artifact_rows(records: list[Record]) -> list[str]:
         if r.runtime_version and not versions.get(key):
             versions[key] = r.runtime_version  # the first device that loaded it says which version
     rows = ["<tr><th>model</th><th>target</th><th>recipe</th><th>runtime</th><th>route</th>"
-            "<th class=num>size</th><th class=num>convert s</th><th>artifact</th></tr>"]
+            "<th class=num>size</th><th class=num>convert s</th><th>calibration</th><th>artifact</th></tr>"]
     for key, r in arts.items():
         route = r.route or ()
         rcell = ('<span class="route">' + '<span class="arrow">→</span>'.join(
@@ -257,5 +257,6 @@ def _artifact_rows(records: list[Record]) -> list[str]:
             (' class="nw"', esc(r.recipe or "-")), (' class="nw"', esc(rt or "-")),
             ("", rcell), (' class="num"', size_text(r.size_bytes)),
             (' class="num"', f"{cs:.2f}" if cs is not None else "-"),
+            ("", esc(r.data.calibration_text if r.data and r.data.calibration_used is not None else "-")),
             ("", f'<span class="mono path">{path_html(r.artifact or "-")}</span>'))))
     return rows
