@@ -59,10 +59,22 @@ def test_run_convert_parity_bench(tmp_path):
         assert rec["data"]["evaluation_samples"] == 450
     md = (out / "digits_cnn" / "report.md").read_text()
     assert "| tflite-int8 |" in md and "95% CI" in md
+    # the console table has its legend, the columns name their metric, the report paths their kind
+    assert header[4:7] == ["accuracy", "(Δ", "pts)"] and "worst cosine" in lines[0] and "max err" in lines[0]
+    legend = r.stdout[r.stdout.index("Legend."):]
+    assert "on the same 450 held-out samples of 'digits'" in legend and "(noisy), ⚠" in legend
+    assert "markdown: " in r.stdout and "records:  " in r.stdout
+    # one data sentence in report.md, and calibration said the same way there and in the manifest
+    cap = "onnx-int8, tflite-int8: 200 of 300 calibration samples (the recipe's cap)"
+    assert md.count("Data 'digits'") == 1 and cap in md and cap in " ".join(legend.split())
+    assert "checked disjoint" in md and "**Legend.**" in md
 
     art = out / "digits_cnn" / "tflite-int8" / "model.tflite"
     man = json.loads((art.parent / "manifest.json").read_text())
     assert man["route"][-1]["edge"] == "TfliteFromSavedModel" and man["data"]["calibration_samples"] == 300
+    assert man["data"]["calibration_used"] == 200 and man["data"]["calibration_cap"] == 200
+    assert man["data"]["calibration"] == "200 of 300 calibration samples (the recipe's cap)"
+    assert any("200 of 300 calibration samples (the recipe's cap)" in n for s in man["route"] for n in s["notes"])
 
     t0 = time.perf_counter()
     r = edgekit("convert", MODEL, "--target", "tflite-int8", "--data", "digits", "--out", str(out))
@@ -95,3 +107,27 @@ def test_parity_failure_is_reported(tmp_path):
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 1
     assert "PARITY FAILED" in r.stdout and "max abs error" in r.stdout
+
+
+@pytest.mark.onnx
+def test_calib_data_and_data_from_one_file_stay_disjoint(tmp_path):
+    """Issue 10: `--data d.npz --calib-data d.npz` reported "50 calibration, 12 evaluation samples
+    (disjoint)": every held-out sample was calibrating too. Now they are left out, and said so."""
+    import numpy as np
+
+    from edgekit.core.data import digits_split
+
+    (_, _), (xe, ye) = digits_split()
+    np.savez(tmp_path / "d50.npz", x=xe[:50], labels=ye[:50])
+    out = tmp_path / "out"
+    r = edgekit("run", MODEL, "--targets", "onnx-int8", "--data", str(tmp_path / "d50.npz"), "--calib-data",
+                str(tmp_path / "d50.npz"), "--out", str(out), "--min-runs", "5", "--min-seconds", "0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = [json.loads(x) for x in (out / "digits_cnn" / "results.jsonl").read_text().splitlines()][-1]
+    d = rec["data"]
+    assert (d["calibration_samples"], d["evaluation_samples"], d["shared_samples"]) == (38, 12, 0)
+    assert "the 50 samples of --calib-data" in d["split"] and "less 12 that are also evaluation samples" in d["split"]
+    assert "seeded random split (seed 0) of the 50 samples" in d["split"]
+    md = (out / "digits_cnn" / "report.md").read_text()
+    assert "Data 'd50': 12 held-out evaluation samples, 38 calibration samples available" in md
+    assert "checked disjoint" in md

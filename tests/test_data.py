@@ -74,3 +74,33 @@ def test_digits_builtin_is_held_out_from_training():
     train = {r.tobytes() for r in xt}
     assert all(r.tobytes() in train for r in ds.calib["x"])
     assert (ds.eval["x"] == xe).all() and (ds.labels == ye).all()
+
+
+def test_every_source_says_how_it_was_split_and_the_splits_are_checked(tmp_path):
+    x = np.random.default_rng(1).standard_normal((50, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    ds = load_data(str(tmp_path / "d.npz"))
+    assert (ds.n_calib, ds.n_eval) == (38, 12)
+    assert ds.split == "seeded random split (seed 0) of the 50 samples: 75% calibration, 25% evaluation"
+    assert ds.shared_samples() == 0
+    np.savez(tmp_path / "e.npz", calib__x=x[:10], x=x[8:20])  # two samples in both: said, not hidden
+    ex = load_data(str(tmp_path / "e.npz"))
+    assert ex.split.startswith("explicit: the calib__ arrays of 'e.npz'") and ex.shared_samples() == 2
+    assert load_data("digits").shared_samples() == 0 and "450 held-out test samples" in load_data("digits").split
+    assert "drawn separately" in load_data("random", [TensorSpec("x", (1, 3), "float32")]).split
+
+
+def test_calib_data_never_takes_evaluation_samples(tmp_path):
+    """`--data d.npz --calib-data d.npz`: calibration used to be all 50 samples, the 12 held-out
+    ones included, and the report still said "disjoint"."""
+    from edgekit.core.data import with_calibration
+
+    x = np.random.default_rng(2).standard_normal((50, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    data, cal = load_data(str(tmp_path / "d.npz")), load_data(str(tmp_path / "d.npz"))
+    ds = with_calibration(data, cal, str(tmp_path / "d.npz"))
+    assert (ds.n_calib, ds.n_eval) == (38, 12) and ds.shared_samples() == 0
+    assert "the 50 samples of --calib-data" in ds.split and "less 12 that are also evaluation samples" in ds.split
+    np.savez(tmp_path / "other.npz", x=x[:5] + 100)  # other data: every sample calibrates
+    ds = with_calibration(data, load_data(str(tmp_path / "other.npz")), "other.npz")
+    assert ds.n_calib == 5 and "less" not in ds.split

@@ -25,7 +25,7 @@ def test_fastest_that_meets_every_budget_wins():
     assert win.name == "c"
     why = {c.name: c.broken for c in cands}
     assert why["a"] and "latency" in why["a"][0] and any("size" in w for w in why["a"])
-    assert "accuracy drop 2.00 > 1" in why["b"][0]
+    assert "accuracy drop 2.00 points > 1 points" in why["b"][0]
     assert "run failed" in why["d"][0]
     text = explain(win, cands, {}, Budget(max_latency_ms=0.8), "dev")
     assert text.startswith("BEST on dev: c")
@@ -35,10 +35,10 @@ def test_impossible_budget_says_which_and_how_close():
     win, cands, closest = judge(RECS, Budget(max_latency_ms=0.1, max_accuracy_drop=1))
     assert win is None
     text = explain(win, cands, closest, Budget(max_latency_ms=0.1, max_accuracy_drop=1), "dev")
-    assert "the latency budget (0.1) cannot be met: the best of all candidates is 0.500 ms (5.00x" in text
+    assert "the latency budget (0.1 ms) cannot be met: the best of all candidates is p50 0.500 ms (5.00x" in text
     win, cands, closest = judge(RECS, Budget(max_latency_ms=0.6, max_size_mb=2.9))
     text = explain(win, cands, closest, Budget(max_latency_ms=0.6, max_size_mb=2.9), "dev")
-    assert "size budget (2.9) cannot be met" in text
+    assert "size budget (2.9 MB) cannot be met" in text
 
 
 def test_embeddings_use_a_cosine_floor():
@@ -55,7 +55,7 @@ def test_fallback_is_the_fastest_artifact_on_another_runtime_within_every_budget
     fb = pick_fallback(win, cands)
     assert (win.name, fb.name) == ("b", "c")  # d is faster but loses 5 points
     text = explain(win, cands, closest, budget, "dev", fb, True)
-    assert "FALLBACK on dev: c  (0.800 ms p50, runtime rt2 instead of rt1)" in text
+    assert "FALLBACK on dev: c  (p50 0.800 ms, runtime rt2 instead of rt1)" in text
     rows = {ln.split()[0]: ln for ln in text.splitlines()[5:]}
     assert rows["c"].endswith("FALLBACK") and rows["b"].endswith("BEST") and "accuracy drop" in rows["d"]
     win, cands, closest = judge(recs[:2], budget)
@@ -129,7 +129,7 @@ def test_fit_digits_feasible_and_impossible(tmp_path):
     assert "size 0.09 MB > 0.05 MB" in r.stdout  # the fp32 TFLite lost on size
     r = _fit(model, "--data", "digits", *tg, "--max-latency-ms", "0.0005", out=tmp_path)
     assert r.returncode == 1
-    assert "NO target meets every budget" in r.stdout and "the latency budget (0.0005) cannot be met" in r.stdout
+    assert "NO target meets every budget" in r.stdout and "the latency budget (0.0005 ms) cannot be met" in r.stdout
 
 
 @pytest.mark.onnx
@@ -142,4 +142,4 @@ def test_fit_minilm_feasible_and_impossible(tmp_path):
     _check_choice(r.stdout, tmp_path / "minilm" / "results.jsonl",
                   lambda x: x["size_bytes"] <= 40 * 2**20 and x["parity"]["outputs"][0]["cosine_mean"] >= 0.98)
     r = _fit(model, "--data", "sentences", *tg, "--max-size-mb", "5", out=tmp_path)
-    assert r.returncode == 1 and "the size budget (5.0) cannot be met" in r.stdout
+    assert r.returncode == 1 and "the size budget (5 MB) cannot be met" in r.stdout

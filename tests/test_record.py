@@ -253,3 +253,33 @@ def test_every_report_shows_the_same_status_and_worst_cosine(digits_run):
     # and the console of records loaded back is the one `edgekit run` printed
     assert table(records) == stdout[: len(table(records))]
     assert math.isfinite(records[1].worst_cosine)
+
+
+@pytest.mark.onnx
+def test_real_run_reads_without_a_manual(digits_run, tmp_path):
+    """Issue 10, on a real run: the console table has its legend, max err is read against the source
+    output's scale, the same in every report, and `edgekit report FILE` titles the page by model."""
+    folder, stdout = digits_run
+    records = load_records(folder / "results.jsonl")
+    con, md = _console_rows(stdout), _markdown_rows((folder / "report.md").read_text())
+    assert stdout.splitlines()[0].split()[4:9] == ["accuracy", "(Δ", "pts)", "worst", "cosine"]
+    for r, c, m in zip(records, con, md):
+        if r.is_source:
+            continue
+        w = r.worst
+        assert w.ref_max_abs > 0 and r.worst_rel_err == pytest.approx(w.max_abs / w.ref_max_abs)
+        assert c[6] == m[6] == r.max_err_text and r.max_err_text.endswith("%")
+        assert c[9].removesuffix(" ⚠") == m[9].removesuffix(" ⚠") == r.speedup_text
+        assert c[9].endswith(" ⚠") == r.speedup_warn == bool(r.speedup_noisy or r.noisy)
+    legend = stdout[stdout.index("Legend."):]
+    for term in ("accuracy (Δ pts)", "worst cosine", "max err", "p50 / p90 ms", "speed-up", "(noisy), ⚠"):
+        assert f"\n  {term}" in legend, term
+    assert "450 held-out samples of 'digits'" in legend
+    r = subprocess.run([sys.executable, "-m", "edgekit", "report", str(folder / "results.jsonl"), "--out",
+                        str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert "<title>edgekit report: digits_cnn</title>" in page and "html:     " in r.stdout
+    passed = [x for x in records if x.ok and x.task_value is not None]
+    if len({x.task_value for x in passed}) == 1 and len(passed) > 1:  # every passing target as accurate
+        assert '<div class="k">best accuracy</div><div class="v">all tie</div>' in page

@@ -179,7 +179,7 @@ def test_html_holds_every_target_and_every_section():
     charts = _charts(page)
     assert set(charts) == {f"{m}: {what}" for m in ("digits_cnn", "minilm")
                            for what in ("latency against size", "latency distributions", "parity per target")} | {
-        "digits_cnn: latency against accuracy", "minilm: latency against worst-output cosine (mean)"}
+        "digits_cnn: latency against accuracy", "minilm: latency against worst cosine"}
     # provenance: hashes, run ids, routes, probes
     assert "e76827bf" * 8 in page and "20261122T230844-d9ab9e" in page
     assert "QuantizedOnnxFromOnnx" in page and "Cortex-A76" in page and "board=rpi5" in page
@@ -312,3 +312,55 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert inked > 0.04, f"only {inked:.1%} of the page is drawn on"
     top = px[: 1400 * 400]  # the red random-input banner is on screen near the top
     assert ((top[:, 0] > 180) & (top[:, 1] < 90) & (top[:, 2] < 90)).sum() > 200, "no red warning at the top"
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the results (issue 10)
+
+
+def test_best_accuracy_card_says_all_tie_or_names_the_tied():
+    recs = _records()
+    for r in recs:
+        if r["model"] == "digits_cnn" and r.get("parity"):
+            r["parity"]["task_value"], r["parity"]["task_delta_points"] = 0.9867, 0.0
+    page = html_report(recs)
+    assert '<div class="k">best accuracy</div><div class="v">all tie</div>' in page
+    recs[3]["parity"]["task_value"] = 0.99  # onnx-int8 on local: better than the rest
+    page = html_report(recs)
+    assert '<div class="k">best accuracy</div><div class="v">onnx-int8</div>' in page
+    recs[5]["parity"]["task_value"] = 0.99  # and tflite-int8: two of five tie
+    assert '<div class="v">onnx-int8, tflite-int8 (tie)</div>' in html_report(recs)
+
+
+def test_coincident_points_share_one_label_naming_both():
+    from edgekit.reports.scatter import scatter
+
+    pts = [dict(x=1.0, y=100.0, text="onnx-int8", num=1, colour="#000", kind="ok", tip="a"),
+           dict(x=1.0, y=100.0, text="tflite-int8", num=2, colour="#000", kind="front", tip="b"),
+           dict(x=3.0, y=300.0, text="onnx", num=3, colour="#000", kind="ok", tip="c")]
+    svg, numbered = scatter(pts, [], "ms", "size", "x", "y", "t")
+    labels = re.findall(r'class="plab[^"]*">([^<]*)</text>', svg)
+    assert "tflite-int8 / onnx-int8" in labels or {"1,2"} & set(labels), labels
+    assert not {"onnx-int8", "tflite-int8"} & set(labels)  # never one label drawn over the other
+    assert "same spot as: onnx-int8" in svg and "same spot as: tflite-int8" in svg
+
+
+def test_paths_break_at_slashes_only_and_the_page_is_titled_by_its_models():
+    page = html_report(_records())
+    assert "/<wbr>tmp/<wbr>out/<wbr>digits_cnn/<wbr>onnx/<wbr>model" in page
+    assert not re.search(r"\.path\{[^}]*(break-all|overflow-wrap:anywhere)", page)
+    assert "<title>edgekit report: digits_cnn, minilm</title>" in page
+
+
+def test_html_legend_and_noisy_speed_ups():
+    recs = _records()
+    recs[0]["bench"].update(noisy=True, noisy_why=["a tenth of the runs are 45%+ faster than the median"])
+    for r in recs[1:6]:
+        r["speedup_noisy"] = True
+    page = html_report(recs)
+    assert "<b>Legend.</b> Every target is compared with the source model on the same 450 held-out samples" in page
+    assert "<dt>accuracy (Δ pts)</dt>" in page and "<dt>max err</dt>" in page and "<dt>(noisy), ⚠</dt>" in page
+    assert page.count('class="noisy-sp"') >= 5 and "the speed-ups of onnx, onnx-fp16" in page
+    assert "a tenth of the runs are 45%+ faster than the median" in page
+    results = re.search(r'<table class="results">(.*?)</table>', page, re.S).group(1)
+    assert "<th class=\"num\">accuracy (Δ pts)</th>" in results and ">worst cosine<" in results

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -357,3 +358,20 @@ def test_live_tracking_server(tmp_path, capfd):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def test_a_new_store_is_created_without_info_lines(tmp_path):
+    """`run --track` / `sweep` on a fresh ./mlruns: MLflow and alembic used to print their INFO lines
+    ("Creating initial MLflow database tables...") into the user's terminal. A child process, so
+    MLflow's own logging set-up is the one a user gets; ./mlruns is ignored by git."""
+    code = ("import json, sys; from edgekit.reports import log_records; "
+            "res = log_records(json.load(open(sys.argv[1]))); print(res['warning'], len(res['run_ids']))")
+    recs = tmp_path / "recs.json"
+    recs.write_text(json.dumps(_records(tmp_path)[1:2]))
+    r = subprocess.run([sys.executable, "-c", code, str(recs)], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout.split() == ["None", "1"], r.stdout + r.stderr
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file()  # the schema was created in this very call
+    assert " INFO " not in r.stderr and "alembic" not in r.stderr, r.stderr
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
+    assert "mlruns/" in ignored

@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         say("edgekit: interrupted")
         return 130
+    except BrokenPipeError:  # the reader went away (edgekit graph | head): nothing to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:  # a failure no edgekit code described: still one line, unless debugging
         if os.environ.get("EDGEKIT_DEBUG"):
             raise
@@ -70,11 +73,10 @@ def _load(args, need_data: bool):
         if data.stacked:  # the layout rule's choice is said, never hidden
             _progress(f"data: {data.describe_layout(source.inputs)}")
     if getattr(args, "calib_data", None):
-        from dataclasses import replace
+        from ..core.data import with_calibration
 
         cal = load_data(args.calib_data, source.inputs).check_against(source.inputs)
-        pooled = {k: __import__("numpy").concatenate([cal.calib[k], cal.eval[k]]) for k in cal.calib}
-        data = replace(data, calib=pooled) if data is not None else replace(cal, calib=pooled)
+        data = with_calibration(data, cal, args.calib_data)
     if need_data and data is None:
         from ..core.errors import DataError
 

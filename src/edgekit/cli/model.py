@@ -30,7 +30,7 @@ def cmd_convert(args) -> int:
     if proof.get("proven"):
         worst = proof["worst_output"]
         print(f"  proven: loads in {proof['runtime']} {proof.get('runtime_version') or ''}".rstrip()
-              + f", smoke cosine {proof['cosine'][worst]:.5f} (floor {proof['min_cosine']:.4f}) on {proof['samples']}")
+              + f", smoke cosine {proof['cosine'][worst]:.6f} (floor {proof['min_cosine']:g}) on {proof['samples']}")
     elif proof:
         print(f"  NOT PROVEN: {proof['why']}")
     return 0
@@ -52,13 +52,13 @@ def cmd_run(args) -> int:
     print(table(records))
     print()
     for kind, path in paths.items():
-        print(f"{kind + ':':9s}{path}")
+        print(f"{kind + ':':10s}{path}")
     if args.track:
         from ..reports import log_records
 
         res = log_records(records, tracking_uri=args.tracking_uri, artifacts=[paths["html"], paths["markdown"]]
                           if "html" in paths else [])
-        print(f"mlflow:  {res.get('tracking_uri')} ({len(res.get('run_ids', []))} runs)"
+        print(f"mlflow:   {res.get('tracking_uri')} ({len(res.get('run_ids', []))} runs)"
               + (f" WARNING: {res['warning']}" if res.get("warning") else ""))
     bad = [r for r in records if r.get("status") not in ("ok", "reference")]
     return 1 if bad else 0
@@ -139,13 +139,18 @@ def cmd_bench(args) -> int:
     if args.json:
         print(json.dumps(b, indent=2))
         return 0
+    from ..reports.fmt import ci_text, ms_text
+
     ci = b["median_ci95_ms"]
     print(f"{artifact}: {b['size_bytes'] / 1024:.1f} KB, {b['runtime']} {b['runtime_version']}, "
           f"{opts.threads} thread(s), {env['cpu']}")
-    print(f"  load {b['load_ms']:.1f} ms, first inference {b['first_ms']:.3f} ms, peak RSS {b['peak_rss_mb']:.1f} MB")
-    print(f"  p50 {b['p50_ms']:.4f} ms (95% CI {ci[0]:.4f}-{ci[1]:.4f})  p90 {b['p90_ms']:.4f}  p99 {b['p99_ms']:.4f}"
-          f"  mean {b['mean_ms']:.4f} ± {b['std_ms']:.4f}  min {b['min_ms']:.4f}  max {b['max_ms']:.4f}  n={b['n']}"
-          + ("  [noisy: the machine was busy, rerun]" if b["noisy"] else ""))
+    print(f"  load {ms_text(b['load_ms'])} ms, first inference {ms_text(b['first_ms'])} ms, "
+          f"peak RSS {b['peak_rss_mb']:.1f} MB")
+    print(f"  ms: p50 {ms_text(b['p50_ms'])} (95% CI {ci_text(b['p50_ms'], *ci)})  p90 {ms_text(b['p90_ms'])}  "
+          f"p99 {ms_text(b['p99_ms'])}  mean {ms_text(b['mean_ms'])} ± {ms_text(b['std_ms'])}  "
+          f"min {ms_text(b['min_ms'])}  max {ms_text(b['max_ms'])}  n={b['n']}")
+    if b["noisy"]:
+        print("  noisy (rerun on a quiet machine): " + "; ".join(b["noisy_why"]))
     if b["emulated"]:
         print("  EMULATED device: these timings are QEMU's, not the board's speed.")
     return 0
@@ -187,6 +192,13 @@ def cmd_graph(args) -> int:
     sources = [get_format(args.src).name] if args.src else _source_formats()
     targets = [get_target(args.target)] if args.target else sorted(all_targets().values(), key=target_order)
     reg = load_converters()
+    from ..backends import formats
+
+    print("formats:")
+    for f in formats().values():
+        given = ", ".join([*f.suffixes, *([f"a folder with {f.folder_marker}"] if f.folder_marker else []),
+                           *(["file.py:callable"] if f.callable_specs else [])]) or "(made by converters only)"
+        print(f"  {f.name:12s} {f.backend:12s} {given}")
     print("edges:")
     for name, e in reg.items():
         why = e.unavailable()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-MODEL_HELP = ("the model: file.py:callable or pkg.module:callable (PyTorch), .pt2, TorchScript, .onnx, a SavedModel "
-              "folder or .keras ('edgekit graph' lists the formats)")
+MODEL_HELP = ("the model: a model file or folder, or file.py:callable / pkg.module:callable that builds one "
+              "('edgekit graph' lists the formats edgekit reads)")
 
 
 def _add_out(p, default: str | None = "out", what: str = "artifacts, records and reports"):
@@ -121,10 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="regression gate: current records against a baseline")
     p.add_argument("--baseline", required=True, help="results.jsonl (or a folder of them) to compare against")
     p.add_argument("current", nargs="?", default="out", help="results.jsonl or folder (default: out/)")
-    p.add_argument("--latency-budget", type=float, default=5.0, help="percent p50 may grow (and CIs must part)")
+    p.add_argument("--latency-budget", type=float, default=5.0,
+                   help="percent p50 may grow (and the 95%% CIs must part)")
     p.add_argument("--size-budget", type=float, default=1.0, help="percent the artifact may grow")
     p.add_argument("--accuracy-budget", type=float, default=0.5, help="points the task metric may fall")
     p.add_argument("--cosine-budget", type=float, default=0.001, help="how much the worst cosine may fall")
+    p.add_argument("--remeasure", action="store_true",
+                   help="time the baseline's artifact and the current one again, in alternating rounds on the device "
+                        "they were measured on, and judge latency on that (load between the two runs cancels out)")
+    p.add_argument("--rounds", type=int, default=10, help="alternating rounds per artifact with --remeasure")
+    p.add_argument("--device-wait", type=float, default=0.0, metavar="SECONDS",
+                   help="with --remeasure: wait this long for a device another run holds")
 
     p = sub.add_parser("fit", help="the best artifact for a device under latency/size/accuracy budgets")
     p.add_argument("model", help=MODEL_HELP)

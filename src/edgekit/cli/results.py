@@ -19,11 +19,11 @@ def cmd_sweep(args) -> int:
         suite = replace(suite, tracking=not args.no_tracking, tracking_uri=args.tracking_uri or suite.tracking_uri)
     result = run_sweep(suite, workers=args.workers)
     print(table(result["records"]))
-    print(f"\nrecords: {result['results']}")
+    print(f"\nrecords:  {result['results']}")
     for kind, path in result["reports"].items():
-        print(f"{kind + ':':9s}{path}")
+        print(f"{kind + ':':10s}{path}")
     if result["tracking"]:
-        print(f"mlflow:  {result['tracking'].get('tracking_uri')} (parent run {result['tracking'].get('parent_run_id')})")
+        print(f"mlflow:   {result['tracking'].get('tracking_uri')} (parent run {result['tracking'].get('parent_run_id')})")
     bad = [r for r in result["records"] if r.status not in ("ok", "reference")]
     return 1 if bad else 0
 
@@ -33,7 +33,23 @@ def cmd_check(args) -> int:
     from ..reports import load_records as load
 
     budgets = Budgets(args.latency_budget / 100, args.size_budget / 100, args.accuracy_budget, args.cosine_budget)
-    res = compare(load(args.baseline), load(args.current), budgets)
+    baseline, current = load(args.baseline), load(args.current)
+    remeasured = {}
+    if args.remeasure:
+        from ..core.gate import pairs
+        from ..core.remeasure import Rounds, remeasure, why_not
+
+        todo = []
+        for key, b, c in pairs(baseline, current):
+            if not (b.ok and c.ok and b.timed and c.timed) or b.emulated or c.emulated:
+                continue
+            why = why_not(b, c)
+            if why:
+                print(f"note: {b.key_text} not re-measured ({why}): compared across runs")
+            else:
+                todo.append((key, b, c))
+        remeasured = remeasure(todo, Rounds(rounds=args.rounds), _progress, args.device_wait)
+    res = compare(baseline, current, budgets, remeasured)
     print(format_result(res))
     if res.compared == 0:
         from ..core.errors import DataError
@@ -89,12 +105,12 @@ def cmd_report(args) -> int:
     records = list(latest_records(load_records(args.records)).values())
     src = Path(args.records)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
-    paths = write_reports(records, out, src.stem)
+    paths = write_reports(records, out)
     for kind, path in paths.items():
-        print(f"{kind + ':':9s}{path}")
+        print(f"{kind + ':':10s}{path}")
     if args.track:
         from ..reports import log_records
 
         res = log_records(records, tracking_uri=args.tracking_uri, artifacts=list(paths.values()))
-        print(f"mlflow:  {res}")
+        print(f"mlflow:   {res}")
     return 0

@@ -88,7 +88,7 @@ def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _
 
 
 def convert(source, target: Target, data=None, out_root: Path = Path("out"), the_plan: Plan | None = None,
-            device=None) -> ConvertResult:
+            device=None, prove_artifact: bool = True) -> ConvertResult:
     """Produce ``target`` from ``source``: returns the artifact in ``out/<model>/<target>/``
     (``<target>@<device>/`` when a step of its route ran on ``device``, an open device)."""
     the_plan = the_plan or plan(source.format, target)
@@ -124,8 +124,9 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
             attempts.append({"route": route.names, "edge": edge.name(), "error": f"{type(e).__name__}: {first}"})
             continue
         try:  # "converted" only once it loads in its runtime and gives outputs close to the source's
-            proof = prove(source, target, art.path, data, route.names[-1] if route.edges else "copy",
-                          device if route.on_device else None)
+            last = route.names[-1] if route.edges else "copy"
+            proof = prove(source, target, art.path, data, last, device if route.on_device else None) \
+                if prove_artifact else None
         except ConversionError as e:
             attempts.append({"route": route.names, "edge": e.edge, "error": e.reason, "hint": e.hint,
                              "proof": True})
@@ -174,9 +175,7 @@ def _write_output(source, target, route, steps, art: Artifact, attempts, the_pla
                    "notes": s.notes} for s in steps],
         "routes_skipped": [{"route": r.names, "why": r.blocked} for r in the_plan.routes if r.blocked],
         "routes_failed": attempts,
-        "data": None if data is None else {"name": data.name, "calibration_samples": data.n_calib
-                                            if target.recipe_spec.needs_calibration else 0,
-                                            "evaluation_samples": data.n_eval, "synthetic": data.synthetic},
+        "data": None if data is None else _data_json(target, data),
         "artifact": name, "artifact_sha256": art.digest, "host": {"python": platform.python_version(),
                                                                    "machine": platform.machine()},
         "options": dict(target.options),
@@ -188,6 +187,27 @@ def _write_output(source, target, route, steps, art: Artifact, attempts, the_pla
         manifest["size_bytes"] = size_bytes(tmp / name)
         write_json(tmp / "manifest.json", manifest)
     return ConvertResult(target, out_dir / name, out_dir, manifest, bool(steps) and all(s.cached for s in steps))
+
+
+def calibration_use(target: Target, dataset) -> dict:
+    """How many calibration samples the target's recipe takes of the data's (its cap, or none)."""
+    recipe = target.recipe_spec
+    if not recipe.needs_calibration:
+        return {"calibration_used": 0, "calibration_cap": None}
+    cap = recipe.calibration.samples
+    return {"calibration_used": min(dataset.n_calib, cap), "calibration_cap": cap}
+
+
+def _data_json(target, data) -> dict:
+    """The manifest's data block: the calibration samples the data offered and those the recipe
+    took (its cap), in the words of the reports too."""
+    from ..reports.fmt import calibration_text
+
+    use = calibration_use(target, data)
+    available = data.n_calib if target.recipe_spec.needs_calibration else 0
+    return {"name": data.name, "calibration_samples": available, **use,
+            "calibration": calibration_text(use["calibration_used"], data.n_calib, use["calibration_cap"]),
+            "evaluation_samples": data.n_eval, "synthetic": data.synthetic, "split": data.split}
 
 
 def _recipe_json(recipe) -> dict:

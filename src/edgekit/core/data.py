@@ -32,6 +32,7 @@ class Dataset:
     # inputs whose samples are stacked on a new leading axis (fed one by one, without it); the
     # others are concatenated along the model's own axis 0. Decided by ``check_against``.
     stacked: tuple = ()
+    split: str = ""  # how the calibration and evaluation samples were told apart (said in every report)
 
     @property
     def n_calib(self) -> int:
@@ -55,6 +56,15 @@ class Dataset:
             h.update(k.encode())
             h.update(np.ascontiguousarray(self.calib[k]).tobytes())
         return h.hexdigest()[:16]
+
+    def shared_samples(self) -> int:
+        """How many evaluation samples also appear, value for value, among the calibration samples:
+        the check behind "disjoint" (0 proves it for the data as loaded, whatever the split rule)."""
+        keys = sorted(set(self.calib) & set(self.eval))
+        if not keys or not self.n_calib:
+            return 0
+        seen = set(_sample_hashes(self.calib, keys))
+        return sum(1 for h in _sample_hashes(self.eval, keys) if h in seen)
 
     def limit(self, n_calib: int | None = None, n_eval: int | None = None) -> "Dataset":
         calib = {k: v[:n_calib] for k, v in self.calib.items()} if n_calib else self.calib
@@ -108,6 +118,41 @@ def _count(split: dict) -> int:
     return len(next(iter(split.values()))) if split else 0
 
 
+def _sample_hashes(split: dict, keys: list[str]) -> list[bytes]:
+    """One digest per sample over the named inputs (dtype, shape and bytes of each)."""
+    out = []
+    for i in range(_count({k: split[k] for k in keys})):
+        h = hashlib.blake2b(digest_size=16)
+        for k in keys:
+            a = np.ascontiguousarray(split[k][i])
+            h.update(f"{k}|{a.dtype.str}|{a.shape}".encode())
+            h.update(a.tobytes())
+        out.append(h.digest())
+    return out
+
+
+def with_calibration(data: Dataset | None, cal: Dataset, spec: str) -> Dataset:
+    """``--calib-data``: every sample of ``cal`` (both its splits) calibrates; evaluation stays
+    ``data``'s held-out split. Samples of ``cal`` that are also evaluation samples are left out,
+    so the two stay disjoint even when both options name the same file."""
+    pooled = {k: np.concatenate([cal.calib[k], cal.eval[k]]) for k in cal.calib if k in cal.eval}
+    total = _count(pooled)
+    if data is None:
+        return replace(cal, calib=pooled, split=f"calibration and evaluation both from '{spec}' ({cal.split})")
+    keys = sorted(set(pooled) & set(data.eval))
+    held = set(_sample_hashes(data.eval, keys)) if keys else set()
+    keep = [i for i, h in enumerate(_sample_hashes(pooled, keys)) if h not in held] if keys else list(range(total))
+    dropped = total - len(keep)
+    if not keep:
+        raise DataError(f"every sample of the calibration data '{spec}' is also an evaluation sample of "
+                        f"'{data.name}': nothing is left to calibrate on.",
+                        "Pass calibration data that is not the held-out evaluation data.")
+    calib = {k: v[keep] for k, v in pooled.items()}
+    less = f", less {dropped} that are also evaluation samples" if dropped else ""
+    return replace(data, calib=calib, split=f"calibration: the {total} samples of --calib-data '{spec}'{less}; "
+                                            f"evaluation: the held-out samples of '{data.name}' ({data.split})")
+
+
 def validate(ds: Dataset) -> Dataset:
     for split_name, split in (("calibration", ds.calib), ("evaluation", ds.eval)):
         n = None
@@ -142,8 +187,10 @@ def split_arrays(name: str, arrays: dict, labels=None, task="generic", seed: int
     order = np.random.default_rng(seed).permutation(n)
     n_eval = max(1, int(round(n * EVAL_FRACTION)))
     ev, cal = order[:n_eval], order[n_eval:]
+    rule = (f"seeded random split (seed {seed}) of the {n} samples: {100 - round(100 * EVAL_FRACTION)}% "
+            f"calibration, {round(100 * EVAL_FRACTION)}% evaluation")
     return Dataset(name, {k: v[cal] for k, v in arrays.items()}, {k: v[ev] for k, v in arrays.items()},
-                   None if labels is None else np.asarray(labels)[ev], task)
+                   None if labels is None else np.asarray(labels)[ev], task, split=rule)
 
 
 # ---------------------------------------------------------------- built-ins
@@ -177,7 +224,8 @@ def digits_split():
 def _digits() -> Dataset:
     (xt, _), (xe, ye) = digits_split()
     return Dataset("digits", {"x": xt[:300]}, {"x": xe}, ye, "classification",
-                   notes=("calibration: 300 samples of the training split; evaluation: 450 held-out samples",))
+                   split=f"scikit-learn digits, fixed seeded split: calibration from the {len(xt)}-sample training "
+                         f"part, evaluation the {len(xe)} held-out test samples")
 
 
 def _sentences() -> Dataset:
@@ -186,7 +234,7 @@ def _sentences() -> Dataset:
     arrays, _ = load_sentences()
     n_cal = 100
     return Dataset("sentences", {k: v[:n_cal] for k, v in arrays.items()}, {k: v[n_cal:] for k, v in arrays.items()},
-                   None, "embedding", notes=(f"{n_cal} calibration sentences, the rest held out for evaluation",))
+                   None, "embedding", split=f"the first {n_cal} sentences calibrate, the rest are held out")
 
 
 BUILTINS = {"digits": _digits, "sentences": _sentences}
@@ -206,6 +254,7 @@ def random_dataset(specs: list[TensorSpec], n_calib: int = 32, n_eval: int = 32,
         return out
 
     return Dataset("random", make(n_calib), make(n_eval), None, "generic", synthetic=True,
+                   split="random inputs, drawn separately for calibration and evaluation",
                    notes=("RANDOM INPUTS: a smoke run; parity on random data says little about real accuracy",))
 
 
@@ -243,6 +292,8 @@ def load_data(spec: str, input_specs: list[TensorSpec] | None = None) -> Dataset
             raise DataError(f"Data file '{spec}' is neither .npz, .npy nor a folder of images.")
     if input_specs:
         ds = ds.rename_inputs([s.name for s in input_specs])
+    if not ds.split:
+        ds = replace(ds, split=f"as '{spec}' gave them")
     return validate(ds)
 
 
@@ -292,7 +343,8 @@ def _from_npz(path: Path) -> Dataset:
     calib = {k[len("calib__"):]: arrays.pop(k) for k in list(arrays) if k.startswith("calib__")}
     task = "classification" if labels is not None and labels.dtype.kind in "iu" else "generic"
     if calib:
-        return Dataset(path.stem, calib, arrays, labels, task)
+        return Dataset(path.stem, calib, arrays, labels, task,
+                       split=f"explicit: the calib__ arrays of '{path.name}' calibrate, its other arrays evaluate")
     return split_arrays(path.stem, arrays, labels, task)
 
 

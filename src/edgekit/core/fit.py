@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..reports import Record
+from ..reports.fmt import cosine_text, ms_text
 
 
 @dataclass(frozen=True)
@@ -62,17 +63,17 @@ def judge(records: Iterable[Record | dict], budget: Budget) -> tuple[Candidate |
         m = _metrics(r)
         if budget.max_latency_ms is not None and (m["latency_ms"] is None or m["latency_ms"] > budget.max_latency_ms):
             c.broken.append("no latency measured" if m["latency_ms"] is None
-                            else f"latency {m['latency_ms']:.3f} ms > {budget.max_latency_ms} ms")
+                            else f"p50 latency {ms_text(m['latency_ms'])} ms > {budget.max_latency_ms:g} ms")
         if budget.max_size_mb is not None and m["size_mb"] is not None and m["size_mb"] > budget.max_size_mb:
-            c.broken.append(f"size {m['size_mb']:.2f} MB > {budget.max_size_mb} MB")
+            c.broken.append(f"size {m['size_mb']:.2f} MB > {budget.max_size_mb:g} MB")
         if budget.max_accuracy_drop is not None:
             if m["accuracy_drop"] is not None and m["accuracy_drop"] > budget.max_accuracy_drop:
-                c.broken.append(f"accuracy drop {m['accuracy_drop']:.2f} > {budget.max_accuracy_drop} points")
+                c.broken.append(f"accuracy drop {m['accuracy_drop']:.2f} points > {budget.max_accuracy_drop:g} points")
         min_cos = budget.min_cosine
         if min_cos is None and budget.max_accuracy_drop is not None and m["accuracy_drop"] is None:
             min_cos = 0.98  # no labels (embeddings): the accuracy budget becomes a cosine floor
         if min_cos is not None and m["cosine"] is not None and m["cosine"] < min_cos:
-            c.broken.append(f"cosine {m['cosine']:.4f} < {min_cos}")
+            c.broken.append(f"worst cosine {cosine_text(m['cosine'])} < {min_cos:g}")
         cands.append(c)
     ok = [c for c in cands if not c.broken]
     ok.sort(key=lambda c: (c.latency, c.record.size or 0))
@@ -100,13 +101,13 @@ def explain(winner: Candidate | None, cands: list[Candidate], closest: dict, bud
     if winner:
         m = _metrics(winner.record)
         acc = f", accuracy drop {max(0.0, m['accuracy_drop']):.2f} points" if m["accuracy_drop"] is not None else \
-            (f", cosine {m['cosine']:.4f}" if m["cosine"] is not None else "")
+            (f", worst cosine {cosine_text(m['cosine'])}" if m["cosine"] is not None else "")
         size = f"{m['size_mb']:.2f} MB" if m["size_mb"] is not None else "size unknown"
-        lines.append(f"BEST on {device}: {winner.name}  ({m['latency_ms']:.3f} ms p50, {size}{acc})")
+        lines.append(f"BEST on {device}: {winner.name}  (p50 {ms_text(m['latency_ms'])} ms, {size}{acc})")
         lines.append(f"  artifact: {winner.record.artifact}")
         if fallback is not None:
             m = _metrics(fallback.record)
-            lines.append(f"FALLBACK on {device}: {fallback.name}  ({m['latency_ms']:.3f} ms p50, runtime "
+            lines.append(f"FALLBACK on {device}: {fallback.name}  (p50 {ms_text(m['latency_ms'])} ms, runtime "
                          f"{fallback.record.runtime} instead of {winner.record.runtime})")
             lines.append(f"  artifact: {fallback.record.artifact}")
         elif fallback_wanted:
@@ -114,18 +115,23 @@ def explain(winner: Candidate | None, cands: list[Candidate], closest: dict, bud
                          "budget (the table says why each lost).")
     else:
         lines.append(f"NO target meets every budget on {device}.")
-        for what, limit, key, fmt in (("latency", budget.max_latency_ms, "latency_ms", "{:.3f} ms"),
-                                      ("size", budget.max_size_mb, "size_mb", "{:.2f} MB"),
-                                      ("accuracy drop", budget.max_accuracy_drop, "accuracy_drop", "{:.2f} points")):
+        for what, limit, key, fmt, unit in (
+                ("latency", budget.max_latency_ms, "latency_ms", lambda v: f"p50 {ms_text(v)}", "ms"),
+                ("size", budget.max_size_mb, "size_mb", lambda v: f"{v:.2f}", "MB"),
+                ("accuracy drop", budget.max_accuracy_drop, "accuracy_drop", lambda v: f"{v:.2f}", "points")):
             if limit is None or key not in closest:
                 continue
             if closest[key] > limit:
-                lines.append(f"  the {what} budget ({limit}) cannot be met: the best of all candidates is "
-                             f"{fmt.format(closest[key])} ({closest[key] / limit:.2f}x the budget)")
+                lines.append(f"  the {what} budget ({limit:g} {unit}) cannot be met: the best of all candidates is "
+                             f"{fmt(closest[key])} {unit}" + (f" ({closest[key] / limit:.2f}x the budget)" if limit > 0
+                                                               else ""))
+        if budget.min_cosine is not None and "cosine" in closest and closest["cosine"] < budget.min_cosine:
+            lines.append(f"  the worst-cosine floor ({budget.min_cosine:g}) cannot be met: the best of all candidates "
+                         f"is {cosine_text(closest['cosine'])}")
         if not any("cannot be met" in ln for ln in lines[1:]):
             lines.append("  each budget alone is met by some target, but no target meets them all")
     lines.append("")
-    lines.append(f"{'target':22s} {'p50 ms':>9s} {'size MB':>8s} {'Δ acc':>7s} {'cosine':>8s}  verdict")
+    lines.append(f"{'target':22s} {'p50 ms':>9s} {'size MB':>8s} {'Δ acc pts':>9s} {'worst cosine':>12s}  verdict")
     order = sorted(cands, key=lambda c: (c is not winner, c is not fallback, bool(c.broken),
                                          c.latency or float("inf")))
     for c in order:
@@ -133,7 +139,7 @@ def explain(winner: Candidate | None, cands: list[Candidate], closest: dict, bud
         f = (lambda v, spec: format(v, spec) if v is not None else "-")
         verdict = "BEST" if c is winner else "FALLBACK" if c is fallback else (
             "meets all budgets (slower)" if not c.broken else "; ".join(c.broken))
-        lines.append(f"{c.name:22s} {f(m['latency_ms'], '9.3f'):>9s} {f(m['size_mb'], '8.2f'):>8s} "
-                     f"{f(-m['accuracy_drop'] if m['accuracy_drop'] is not None else None, '+7.2f'):>7s} "
-                     f"{f(m['cosine'], '8.4f'):>8s}  {verdict}")
+        lines.append(f"{c.name:22s} {ms_text(m['latency_ms']):>9s} {f(m['size_mb'], '8.2f'):>8s} "
+                     f"{f(-m['accuracy_drop'] if m['accuracy_drop'] is not None else None, '+9.2f'):>9s} "
+                     f"{cosine_text(m['cosine']):>12s}  {verdict}")
     return "\n".join(lines)

@@ -57,6 +57,7 @@ class OutputParity:
     cosine_min: float
     top1_agreement: float | None = None
     top5_agreement: float | None = None
+    ref_max_abs: float | None = None  # the source output's largest |value|: the scale max_abs is read against
 
 
 @dataclass
@@ -95,8 +96,9 @@ def compare(reference: dict, outputs: dict, tolerance: Tolerance, labels=None, t
         if ref.shape != out.shape:
             raise ValueError(f"output '{name}' has shape {out.shape}, the source gives {ref.shape}")
         cos = cosine_per_sample(ref, out)
+        scale = float(np.max(np.abs(ref.astype(np.float64)))) if ref.size else 0.0
         op = OutputParity(name, max_abs(ref, out), mean_abs(ref, out), rel_l2(ref, out), float(cos.mean()),
-                          float(cos.min()))
+                          float(cos.min()), ref_max_abs=scale)
         if _is_classifier(ref, task):
             op.top1_agreement = topk_agreement(ref, out, 1)
             op.top5_agreement = topk_agreement(ref, out, min(5, ref.shape[1]))

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import __version__
-from .convert import convert
+from .convert import calibration_use, convert
 from ..devices import LocalDevice
 from .errors import EdgekitError, RunnerError
 from .parity import compare
@@ -85,7 +85,8 @@ def reference_phase(source, dataset, bench: BenchOptions, progress=None) -> tupl
             "source_sha256": source.digest,
             "data": {"name": dataset.name, "calibration_samples": dataset.n_calib,
                      "evaluation_samples": dataset.n_eval, "synthetic": dataset.synthetic,
-                     "notes": list(dataset.notes)}}
+                     "notes": list(dataset.notes), "split": dataset.split,
+                     "shared_samples": dataset.shared_samples()}}
     progress(f"reference: {source.describe()}")
     ref = reference_for(source, LocalDevice)
     try:
@@ -122,7 +123,8 @@ def convert_one(source, target: Target, dataset, out_root: Path, base: dict):
     an :class:`OnDevice` when the conversion must wait for the device)."""
     from .graph import plan
 
-    row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime)
+    row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime,
+               data=dict(base["data"], **calibration_use(target, dataset)))
     usable = plan(source.format, target).usable
     if usable and usable[0].on_device:
         return target, row, OnDevice(source, dataset, out_root)
@@ -214,6 +216,7 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
                         row["reason"] = "; ".join(p["failures"])
                     if name == "local" and ref_bench["p50_ms"] and m["bench"]["p50_ms"]:
                         row["speedup_vs_source"] = ref_bench["p50_ms"] / m["bench"]["p50_ms"]
+                        row["speedup_noisy"] = bool(ref_bench.get("noisy") or m["bench"].get("noisy"))
                     rows.append(row)
                     emit(row)
             finally:  # also on Ctrl-C or a failure: the worker never outlives the run

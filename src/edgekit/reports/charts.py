@@ -9,21 +9,10 @@ from __future__ import annotations
 
 import math
 
-from .fmt import cosine_text, esc, max_abs_text, metric_text, ms_text, size_text
+from .fmt import cosine_text, esc, metric_text, ms_text, size_text
 from .record import Record
-from .svg import (
-    FAIL,
-    PASS,
-    RowChart,
-    Scale,
-    bars_legend,
-    box_legend,
-    domain,
-    nice_step,
-    scatter,
-    scatter_legend,
-    tick_fmt,
-)
+from .scatter import scatter, scatter_legend
+from .svg import FAIL, PASS, RowChart, Scale, bars_legend, box_legend, domain, nice_step, tick_fmt
 
 
 def pareto_front(points, maximize=None) -> list[int]:
@@ -67,7 +56,7 @@ def tradeoffs(records: list[Record], model: str, colour_of) -> str:
     rs = [r for r in records if r.model_name == model]
     metric = next((r.task_metric for r in rs if r.task_value is not None and r.task_metric), None)
     use_task = any(r.task_value is not None for r in rs if not r.is_source)
-    ylab = (metric or "task metric") if use_task else "worst-output cosine (mean)"
+    ylab = (metric or "task metric") if use_task else "worst cosine"
     skipped_emu, not_plotted = [], []
     size_pts, acc_pts = [], []
     multi_dev = len({x.device_label for x in rs if x.timed and not x.emulated and not x.is_source}) > 1
@@ -208,9 +197,9 @@ def parity_bars(records: list[Record], model: str) -> str:
     sx = Scale(lo, 1.0, chart.x0, chart.x1)
     ticks = sx.ticks(6)
     fmt = tick_fmt(ticks, "pct" if use_task else "num")
-    axl = (f"{metric or 'task metric'} on the held-out data" if use_task else "worst-output cosine similarity (mean)")
+    axl = (f"{metric or 'task metric'} on the held-out data" if use_task else "worst cosine (mean per-sample cosine)")
     chart.frame(sx, ticks, fmt, f'{esc(axl)}{" — axis starts at " + esc(fmt(lo)) if lo > 0 else ""}',
-                "value (Δ pts vs source)" if use_task else "cosine · max abs")
+                "value (Δ pts vs source)" if use_task else "worst cosine · max err")
     for k, r in enumerate(rows):
         v = value(r)
         cy = chart.row(k, r.target or "?", "b", r.device_label if r.device else None)
@@ -224,7 +213,7 @@ def parity_bars(records: list[Record], model: str) -> str:
             d = r.task_delta
             txt = metric_text(metric, v) + (f" ({d:+.2f})" if d is not None else "")
         else:
-            txt = cosine_text(v) + (f" · {max_abs_text(r.worst_max_abs)}" if r.worst_max_abs is not None else "")
+            txt = cosine_text(v) + (f" · {r.max_err_text}" if r.worst_max_abs is not None else "")
         chart.value(cy, txt, f'<tspan class="{"pass-t" if r.passed else "fail-t"}">  '
                              f'{"pass" if r.passed else "FAIL"}</tspan>')
     if ref is not None:

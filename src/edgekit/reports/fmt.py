@@ -89,3 +89,58 @@ def shorten(s, n: int) -> str:
     """``s`` on one line, cut to ``n`` characters with an ellipsis."""
     s = " ".join(str(s).split())
     return s if len(s) <= n else s[: n - 1].rstrip() + "…"
+
+
+def rel_text(fraction) -> str:
+    """A small fraction as a percentage: "12%", "6.4%", "0.25%", "<0.01%", "0%"."""
+    v = num(fraction)
+    if v is None:
+        return "-"
+    pct = 100 * v
+    if pct == 0:
+        return "0%"
+    if pct < 0.01:
+        return "<0.01%"
+    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.1f}%" if pct >= 1 else f"{pct:.2f}%"
+
+
+def max_err_text(fraction, abs_err) -> str:
+    """The max abs error as a % of the source output's scale; "abs 1.92e+00" when no scale was recorded."""
+    if num(fraction) is not None:
+        return rel_text(fraction)
+    return "-" if num(abs_err) is None else f"abs {max_abs_text(abs_err)}"
+
+
+def ci_text(p50, lo, hi) -> str:
+    """A CI of the median around it, in percent: "±0.2%", or "-0.1%/+0.4%"."""
+    p50, lo, hi = num(p50), num(lo), num(hi)
+    if not p50 or lo is None or hi is None:
+        return "-"
+    down, up = 100 * (p50 - lo) / p50, 100 * (hi - p50) / p50
+    if abs(down - up) < 0.05 or max(down, up) < 0.1:
+        return f"±{max(down, up):.1f}%"
+    return f"-{down:.1f}%/+{up:.1f}%"
+
+
+def key_text(key) -> str:
+    """A measurement's key (model, target, device) as every text names it: "model/target@device"."""
+    model, target, device = (tuple(key) + (None, None, None))[:3]
+    return f"{model or '?'}/{target or '?'}@{device or 'local'}"
+
+
+def calibration_text(used, available, cap) -> str:
+    """How many calibration samples a recipe took of those the data offered, and why it took fewer."""
+    used, available, cap = num(used), num(available), num(cap)
+    if used is None:
+        return "-" if available is None else f"{available:.0f} calibration samples available"
+    if used == 0:
+        return "no calibration (the recipe needs none)"
+    if available is not None and used < available:
+        why = " (the recipe's cap)" if cap is not None and used >= cap else ""
+        return f"{used:.0f} of {available:.0f} calibration samples{why}"
+    return f"{used:.0f} calibration samples"
+
+
+def path_html(path) -> str:
+    """A file path for HTML: escaped, with a line-break opportunity after each slash (never mid-name)."""
+    return esc(path).replace("/", "/<wbr>")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .charts import latency_boxes, parity_bars, tradeoffs
 from .fmt import esc
+from .legend import data_sentence, legend, noisy_lines, speedup_warning, with_noisy_baselines
 from .record import Record
 from .results import as_records
 from .sections import devices_of, environment, highlights, models_of, results_table
@@ -59,7 +60,11 @@ tr.model-break td{border-top:2px solid #cbd5e1}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono","Liberation Mono",monospace;
 font-size:12px}
 .hash{word-break:break-all;font-size:11px}
-.path{word-break:break-all;font-size:11px;color:var(--dim)}
+.path{word-break:normal;overflow-wrap:normal;font-size:11px;color:var(--dim)}
+.noisy-sp{color:#a16207;font-weight:600}
+dl.legend-dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:12.5px;color:#475569;
+margin:8px 0}
+dl.legend-dl dt{font-weight:600;color:#334155}dl.legend-dl dd{margin:0}
 .dim{color:var(--dim)}
 .pill{display:inline-block;padding:1px 8px;border-radius:999px;font-size:11.5px;font-weight:600;white-space:nowrap}
 .st-ok{background:#dcfce7;color:#166534}.st-reference{background:#e2e8f0;color:#334155}
@@ -122,11 +127,12 @@ footer{margin-top:30px;color:var(--dim);font-size:12px}
 """
 
 
-def html_report(records: Iterable[Record | dict], title: str = "edgekit report") -> str:
+def html_report(records: Iterable[Record | dict], title: str | None = None) -> str:
     """One self-contained HTML page for ``records`` (one model's run, several runs, or a sweep over
     models and devices): results table, trade-off scatters with the Pareto front, latency
     distributions, parity per target, and the environment and provenance."""
-    records = as_records(records)
+    records = with_noisy_baselines(as_records(records))
+    title = title or report_title(records)
     models = models_of(records)
     devices = devices_of(records)
     colours = {}
@@ -166,9 +172,7 @@ def html_report(records: Iterable[Record | dict], title: str = "edgekit report")
         multi_run = any(len({r.run_id for r in records if r.model_name == m}) > 1 for m in models)
         parts.append("<h2>Results</h2>")
         parts.append(results_table(records, len(models) > 1, multi_run))
-        parts.append('<p class="note">Task: the task metric on the held-out data with its change against the source '
-                     'in points. Worst cosine / max abs: the output that differs most from the source. '
-                     'Speed-up: source p50 over artifact p50 on the same machine.</p>')
+        parts.append(legend_html(records))
         parts.append("<h2>Trade-offs</h2>")
         for m in models:
             parts.append(f'<section class="model"><h3>{esc(m)}</h3>{highlights(records, m)}'
@@ -189,7 +193,31 @@ def html_report(records: Iterable[Record | dict], title: str = "edgekit report")
             + "\n".join(parts) + "</main></body></html>\n")
 
 
-def write_html(records: Iterable[Record | dict], path, title: str = "edgekit report") -> Path:
+def legend_html(records: list[Record]) -> str:
+    """The legend under the results table: the console's and report.md's, word for word."""
+    head, items = legend(records)
+    out = f'<p class="note"><b>Legend.</b> {esc(head)}</p><dl class="legend-dl">'
+    out += "".join(f"<dt>{esc(t)}</dt><dd>{esc(x)}</dd>" for t, x in items) + "</dl>"
+    noisy = noisy_lines(records)
+    if noisy:
+        out += f'<p class="note">Noisy timings: {esc("; ".join(noisy))}.</p>'
+    warn = speedup_warning(records)
+    if warn:
+        out += f'<p class="note noisy-sp">{esc(warn)}</p>'
+    data = data_sentence(records)
+    return out + (f'<p class="note">{esc(data)}</p>' if data else "")
+
+
+def report_title(records: Iterable[Record | dict]) -> str:
+    """"edgekit report: digits_cnn" (the models in the records; a few, then how many more)."""
+    models = models_of(as_records(records))
+    if not models:
+        return "edgekit report"
+    shown = ", ".join(models[:3]) + (f" and {len(models) - 3} more" if len(models) > 3 else "")
+    return f"edgekit report: {shown}"
+
+
+def write_html(records: Iterable[Record | dict], path, title: str | None = None) -> Path:
     """Write the HTML report atomically: a temp file beside ``path``, then one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fmt import delta_text, metric_text, num, size_text, speedup_text
+from .fmt import calibration_text, delta_text, key_text, max_err_text, metric_text, num, size_text, speedup_text
 from .jsonobject import JsonObject, json_field
 
 # The one status vocabulary people read: the console, Markdown, HTML, CSV (``status_text``),
@@ -20,6 +20,7 @@ from .jsonobject import JsonObject, json_field
 STATUS_TEXT = {"ok": "converted", "reference": "reference", "parity_failed": "PARITY FAILED",
                "conversion_failed": "conversion failed", "run_failed": "run failed",
                "measured": "measured (no parity check)"}  # a test harness record with a benchmark only
+NOISY_MARK = "⚠"  # beside a figure that rests on a noisy timing (the legend says so)
 FAILED = ("parity_failed", "conversion_failed", "run_failed")
 
 
@@ -39,6 +40,15 @@ class OutputParity(JsonObject):
     rel_l2: float | None = json_field()
     top1_agreement: float | None = json_field()
     top5_agreement: float | None = json_field()
+    ref_max_abs: float | None = json_field()  # the source output's largest |value| (its scale)
+
+    @property
+    def rel_max_abs(self) -> float | None:
+        """max_abs as a fraction of the source output's largest |value| (None when not recorded)."""
+        err, scale = num(self.max_abs), num(self.ref_max_abs)
+        if err is None or scale is None:
+            return None
+        return err / scale if scale > 0 else (0.0 if err == 0 else None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +89,7 @@ class Bench(JsonObject):
     max_ms: float | None = json_field()
     median_ci95_ms: tuple[float, float] | None = json_field(tuple)
     noisy: bool | None = json_field()
+    noisy_why: tuple[str, ...] | None = json_field(tuple)  # the rules of core.stats the timings broke
     first_ms: float | None = json_field()
     warmup: int | None = json_field()
     threads: int | None = json_field()
@@ -113,6 +124,15 @@ class DataInfo(JsonObject):
     evaluation_samples: int | None = json_field()
     synthetic: bool | None = json_field()
     notes: tuple[str, ...] | None = json_field(tuple)
+    split: str | None = json_field()  # how calibration and evaluation samples were told apart
+    shared_samples: int | None = json_field()  # evaluation samples also found in calibration (content check)
+    calibration_used: int | None = json_field()  # a target's: what its recipe took (0: none)
+    calibration_cap: int | None = json_field()  # a target's: its recipe's cap (recipe.calibration.samples)
+
+    @property
+    def calibration_text(self) -> str:
+        """"200 of 300 calibration samples (the recipe's cap)", or "300 calibration samples"."""
+        return calibration_text(self.calibration_used, self.calibration_samples, self.calibration_cap)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +169,7 @@ class Record(JsonObject):
     load_s: float | None = json_field()
     size_bytes: int | None = json_field()
     speedup_vs_source: float | None = json_field()
+    speedup_noisy: bool | None = json_field()  # the speed-up was computed from a noisy timing (source or target)
     task: SourceTask | None = json_field(SourceTask)
     parity: Parity | None = json_field(Parity)
     bench: Bench | None = json_field(Bench)
@@ -190,6 +211,11 @@ class Record(JsonObject):
     def name(self) -> str:
         """"source" for the source row, else the target's name."""
         return "source" if self.is_source else (self.target or "?")
+
+    @property
+    def key_text(self) -> str:
+        """"model/target@device": how every text names a measurement."""
+        return key_text(self.key)
 
     @property
     def model_name(self) -> str:
@@ -235,6 +261,16 @@ class Record(JsonObject):
     @property
     def worst_max_abs(self) -> float | None:
         return num(self.worst.max_abs) if self.worst else None
+
+    @property
+    def worst_rel_err(self) -> float | None:
+        """The worst output's max abs error as a fraction of that output's largest source |value|."""
+        return self.worst.rel_max_abs if self.worst else None
+
+    @property
+    def max_err_text(self) -> str:
+        """"0.61%" of the source output's scale; the bare abs error where the scale was not recorded."""
+        return max_err_text(self.worst_rel_err, self.worst_max_abs)
 
     @property
     def task_metric(self) -> str | None:
@@ -293,6 +329,13 @@ class Record(JsonObject):
         return bool(self.bench and self.bench.noisy)
 
     @property
+    def noisy_why(self) -> tuple[str, ...]:
+        """Why the timings count as noisy (records from before edgekit said why: the rules then)."""
+        if not self.noisy:
+            return ()
+        return tuple(self.bench.noisy_why or ()) or ("the CI of the median or the tail (p90 > 2x p50) was too wide",)
+
+    @property
     def speedup(self) -> float | None:
         """Source p50 over this artifact's p50 on the same machine (1.0 for a timed source row)."""
         sp = num(self.speedup_vs_source)
@@ -301,8 +344,18 @@ class Record(JsonObject):
         return 1.0 if self.is_source and self.timed else None
 
     @property
+    def speedup_warn(self) -> bool:
+        """The speed-up rests on a noisy timing: this row's own, or the source's it was divided by."""
+        return bool(self.speedup is not None and not self.is_source and (self.speedup_noisy or self.noisy))
+
+    @property
     def speedup_text(self) -> str:
         return speedup_text(self.speedup)
+
+    @property
+    def speedup_cell(self) -> str:
+        """The speed-up as the tables show it: "7.39x", or "7.39x ⚠" when it rests on a noisy timing."""
+        return self.speedup_text + (" " + NOISY_MARK if self.speedup_warn else "")
 
     @property
     def size(self) -> int | None:

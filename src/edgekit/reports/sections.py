@@ -3,10 +3,9 @@ cards, and the environment and provenance tables (devices, runs and data, artifa
 conversion routes). Every figure comes from :class:`~edgekit.reports.record.Record`."""
 from __future__ import annotations
 
-import math
-
-from .fmt import cosine_text, delta_text, esc, max_abs_text, metric_text, ms_text, num, shorten, size_text
-from .record import Record
+from .fmt import cosine_text, delta_text, esc, metric_text, ms_text, num, path_html, shorten, size_text
+from .legend import MAX_ERR, P50, P90, SPEEDUP, WORST_COSINE, task_header
+from .record import NOISY_MARK, Record
 
 
 def models_of(records: list[Record]) -> list[str]:
@@ -23,7 +22,7 @@ def status_pill(r: Record) -> str:
     """The status (its one text), a noisy flag, and the failure reason (folded when long)."""
     out = f'<span class="pill st-{esc(r.status or "unknown")}">{esc(r.status_text)}</span>'
     if r.noisy:
-        out += ' <span class="pill st-noisy" title="the machine was noisy while benchmarking">noisy</span>'
+        out += f' <span class="pill st-noisy" title="{esc("; ".join(r.noisy_why))}">noisy</span>'
     if r.reason:
         reason = str(r.reason)
         if len(reason) > 110:
@@ -35,11 +34,11 @@ def status_pill(r: Record) -> str:
 
 
 def results_table(records: list[Record], multi_model: bool, multi_run: bool) -> str:
-    head = ["model", "target", "device", "status", "size", "task (Δ pts)", "worst cosine", "max abs",
-            "p50 ms", "p90 ms", "speed-up"]
+    task = task_header(records)
+    head = ["model", "target", "device", "status", "size", task, WORST_COSINE, MAX_ERR, P50, P90, SPEEDUP]
     if multi_run:
         head.append("run")
-    num_cols = {"size", "task (Δ pts)", "worst cosine", "max abs", "p50 ms", "p90 ms", "speed-up"}
+    num_cols = {"size", task, WORST_COSINE, MAX_ERR, P50, P90, SPEEDUP}
     nw = {"model", "run"}
 
     def cl(h):
@@ -53,7 +52,7 @@ def results_table(records: list[Record], multi_model: bool, multi_run: bool) -> 
             cls.append("model-break")
         prev_model = r.model_name
         cells = [esc(r.model_name), _target_cell(r), _device_cell(r), status_pill(r), r.size_text, _task_cell(r),
-                 _cosine_cell(r), max_abs_text(r.worst_max_abs), *_latency_cells(r), r.speedup_text]
+                 _cosine_cell(r), _max_err_cell(r), *_latency_cells(r), _speedup_cell(r)]
         if multi_run:
             cells.append(f'<span class="mono sub">{esc(r.run_id)}</span>')
         rows.append(f'<tr class="{" ".join(cls)}">' + "".join(
@@ -98,6 +97,21 @@ def _cosine_cell(r: Record) -> str:
             f'{cosine_text(r.worst_cosine)}</span>')
 
 
+def _max_err_cell(r: Record) -> str:
+    w = r.worst
+    if w is None or num(w.max_abs) is None:
+        return "-"
+    return (f'<span title="max abs error {esc(w.max_abs)} against a largest source |value| of '
+            f'{esc(w.ref_max_abs)}">{esc(r.max_err_text)}</span>')
+
+
+def _speedup_cell(r: Record) -> str:
+    if not r.speedup_warn:
+        return r.speedup_text
+    return (f'<span class="noisy-sp" title="computed from a noisy timing (this row\'s or the source\'s): '
+            f'may be off">{r.speedup_text} {NOISY_MARK}</span>')
+
+
 def _latency_cells(r: Record) -> tuple[str, str]:
     if not r.timed:
         return "-", "-"
@@ -118,18 +132,22 @@ def highlights(records: list[Record], model: str) -> str:
         f = min(timed, key=lambda r: r.p50_ms)
         sp = num(f.speedup_vs_source)
         bits.append(("fastest (passed parity)", f"{f.target}", f"p50 {ms_text(f.p50_ms)} ms on "
-                     f"{f.device_label}" + (f", {sp:.2f}× the source" if sp else "")))
+                     f"{f.device_label}" + (f", {sp:.2f}× the source" if sp else "")
+                     + (f" {NOISY_MARK} from a noisy timing" if f.speedup_warn else "")))
     sized = [r for r in good if r.size]
     if sized:
         s = min(sized, key=lambda r: r.size)
         bits.append(("smallest (passed parity)", f"{s.target}", s.size_text))
     tasked = [r for r in good if r.task_value is not None]
     if tasked:
-        a = max(tasked, key=lambda r: (r.task_value, -(r.p50_ms or math.inf)))
+        top = max(r.task_value for r in tasked)
+        best = list(dict.fromkeys(r.target for r in tasked if r.task_value == top))
+        a = next(r for r in tasked if r.task_value == top)
         d = a.task_delta
         vs = f" ({d:+.2f} pts vs source)" if d is not None else ""
-        bits.append((f"best {a.task_metric or 'task metric'}", f"{a.target}",
-                     metric_text(a.task_metric, a.task_value) + vs))
+        who = ("all tie" if len(best) == len(set(r.target for r in tasked)) and len(best) > 1
+               else ", ".join(best) + (" (tie)" if len(best) > 1 else ""))
+        bits.append((f"best {a.task_metric or 'task metric'}", who, metric_text(a.task_metric, top) + vs))
     n_fail = sum(1 for r in rs if r.failed)
     bits.append(("targets", f"{len(good)} passed", f"{n_fail} failed" if n_fail else "none failed"))
     return '<div class="cards">' + "".join(
@@ -190,11 +208,16 @@ def _run_rows(records: list[Record]) -> list[str]:
     for r in records:
         runs.setdefault((r.model_name, r.run_id), []).append(r)
     rows = ["<tr><th>model</th><th>run</th><th>edgekit</th><th>source</th><th>source sha256</th><th>data</th>"
-            "<th class=num>calibration</th><th class=num>evaluation</th><th>notes</th></tr>"]
+            "<th class=num>calibration available</th><th class=num>evaluation</th><th>split and notes</th></tr>"]
     for (model, run_id), rs in runs.items():
         r = rs[0]
         data = r.data
         notes = "; ".join(str(n) for n in ((data.notes if data else None) or ()))
+        if data and data.split:
+            check = ("checked disjoint" if data.shared_samples == 0 else
+                     f"{data.shared_samples} evaluation samples are also calibration samples"
+                     if isinstance(data.shared_samples, int) else "")
+            notes = "; ".join(x for x in (f"split: {data.split}", check, notes) if x)
         dcell = esc((data.name if data else None) or "-")
         if any(x.synthetic for x in rs):
             dcell += ' <span class="pill st-parity_failed">RANDOM INPUTS</span>'
@@ -202,7 +225,7 @@ def _run_rows(records: list[Record]) -> list[str]:
         ev = data.evaluation_samples if data and data.evaluation_samples is not None else "-"
         rows.append(_tr((
             ("", f"<b>{esc(model)}</b>"), (' class="nw"', f'<span class="mono">{esc(run_id or "-")}</span>'),
-            ("", esc(r.edgekit or "-")), ("", f'<span class="mono">{esc(r.source or "-")}</span>'),
+            ("", esc(r.edgekit or "-")), ("", f'<span class="mono path">{path_html(r.source or "-")}</span>'),
             ("", f'<span class="mono hash">{esc(r.source_sha256 or "-")}</span>'), ("", dcell),
             (' class="num"', esc(cal)), (' class="num"', esc(ev)), ("", esc(notes or "-")))))
     return rows
@@ -219,7 +242,7 @@ def _artifact_rows(records: list[Record]) -> list[str]:
         if r.runtime_version and not versions.get(key):
             versions[key] = r.runtime_version  # the first device that loaded it says which version
     rows = ["<tr><th>model</th><th>target</th><th>recipe</th><th>runtime</th><th>route</th>"
-            "<th class=num>size</th><th class=num>convert s</th><th>artifact</th></tr>"]
+            "<th class=num>size</th><th class=num>convert s</th><th>calibration</th><th>artifact</th></tr>"]
     for key, r in arts.items():
         route = r.route or ()
         rcell = ('<span class="route">' + '<span class="arrow">→</span>'.join(
@@ -234,5 +257,6 @@ def _artifact_rows(records: list[Record]) -> list[str]:
             (' class="nw"', esc(r.recipe or "-")), (' class="nw"', esc(rt or "-")),
             ("", rcell), (' class="num"', size_text(r.size_bytes)),
             (' class="num"', f"{cs:.2f}" if cs is not None else "-"),
-            ("", f'<span class="mono path">{esc(r.artifact or "-")}</span>'))))
+            ("", esc(r.data.calibration_text if r.data and r.data.calibration_used is not None else "-")),
+            ("", f'<span class="mono path">{path_html(r.artifact or "-")}</span>'))))
     return rows

@@ -1,6 +1,6 @@
-"""Hand-written inline SVG for the HTML report: scales and nice ticks, axes, label placement, the
-trade-off scatter (drawing the Pareto fronts it is given), and the row charts (one row per target
-over a shared x axis: latency boxes, parity bars), each with its legend.
+"""Hand-written inline SVG for the HTML report: scales and nice ticks, axes, and the row charts (one
+row per target over a shared x axis: latency boxes, parity bars), each with its legend. The
+trade-off scatter, with its label placement, is in ``scatter``.
 
 Nothing here reads a record: callers pass numbers, names and colours. Everything returns markup
 (text) that needs no scripts, fonts or anything else from the network.
@@ -94,7 +94,7 @@ def domain(values, log: bool, pad: float = 0.08) -> tuple[float, float, bool]:
     return lo, hi, False
 
 
-def _size_unit(hi: float) -> tuple[float, str]:
+def size_unit(hi: float) -> tuple[float, str]:
     for k, name in ((3, "GB"), (2, "MB"), (1, "KB")):
         if hi >= 1024 ** k:
             return 1024.0 ** k, name
@@ -115,7 +115,7 @@ def tick_fmt(ticks, kind: str, log: bool = False):
     if kind == "pct":
         scale, suffix = 100.0, "%"
     elif kind == "size":
-        unit, name = _size_unit(max(ticks) if ticks else 1.0)
+        unit, name = size_unit(max(ticks) if ticks else 1.0)
         scale, suffix = 1.0 / unit, " " + name
     common = max((_decimals(scale * t) for t in ticks), default=0)
 
@@ -128,11 +128,11 @@ def tick_fmt(ticks, kind: str, log: bool = False):
     return fmt
 
 
-def _text_w(s: str, size: float = 11.0) -> float:
+def text_w(s: str, size: float = 11.0) -> float:
     return 0.6 * size * len(s)
 
 
-def _svg(w: int, h: int, body: list[str], label: str) -> str:
+def svg_doc(w: int, h: int, body: list[str], label: str) -> str:
     return (f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
             f'aria-label="{esc(label)}" preserveAspectRatio="xMinYMin meet">' + "".join(body) + "</svg>")
 
@@ -145,7 +145,7 @@ def _xgrid(body, sx: Scale, ticks, fmt, ytop, ybot):
                     f'<text x="{x:.1f}" y="{ybot + 16}" class="tick" text-anchor="middle">{esc(fmt(t))}</text>')
 
 
-def _axes(body, sx: Scale, sy: Scale, x0, x1, y0, y1, xfmt, yfmt, xlabel, ylabel):
+def axes(body, sx: Scale, sy: Scale, x0, x1, y0, y1, xfmt, yfmt, xlabel, ylabel):
     body.append(f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" class="plotbg"/>')
     xt, yt = xfmt[1](sx), yfmt[1](sy)
     fx, fy = xfmt[0](xt), yfmt[0](yt)
@@ -160,132 +160,6 @@ def _axes(body, sx: Scale, sy: Scale, x0, x1, y0, y1, xfmt, yfmt, xlabel, ylabel
                 f'{esc(xlabel)}</text>')
     body.append(f'<text transform="translate({x0 - 58},{(y0 + y1) / 2:.1f}) rotate(-90)" class="axlabel" '
                 f'text-anchor="middle">{esc(ylabel)}</text>')
-
-
-# --------------------------------------------------------------------------------------------
-# The scatter
-
-
-def _place_labels(items, obstacles, bounds) -> list[tuple]:
-    """Greedy label placement. ``items``: (x, y, text, r, short). For each, try eight spots around
-    the point for ``text``, then for ``short`` (a number keyed under the plot); take the first that
-    overlaps no placed label, no other point and stays in the plot, else the least bad spot.
-    Returns (tx, ty, anchor, text used) per item."""
-    x0, y0, x1, y1 = bounds
-    placed, out = [], []
-
-    def overlap(a, b):
-        w = min(a[2], b[2]) - max(a[0], b[0])
-        h = min(a[3], b[3]) - max(a[1], b[1])
-        return w * h if w > 0 and h > 0 else 0.0
-
-    for x, y, text, r, short in items:
-        best, best_cost = None, math.inf
-        for s in (text, short):
-            w, g = _text_w(s), r + 3
-            spots = [(x + g, y + 4, "start"), (x - g, y + 4, "end"), (x, y - g - 2, "middle"),
-                     (x, y + g + 10, "middle"), (x + g - 2, y - g, "start"), (x - g + 2, y - g, "end"),
-                     (x + g - 2, y + g + 8, "start"), (x - g + 2, y + g + 8, "end")]
-            for tx, ty, anchor in spots:
-                left = tx if anchor == "start" else tx - w if anchor == "end" else tx - w / 2
-                box = (left - 1, ty - 10, left + w + 1, ty + 2)
-                cost = sum(overlap(box, q) for q in placed)
-                cost += sum(overlap(box, o) for o in obstacles if not (o[0] <= x <= o[2] and o[1] <= y <= o[3]))
-                cost += 40 * (max(0, x0 - box[0]) + max(0, box[2] - x1) + max(0, y1 - box[1]) + max(0, box[3] - y0))
-                if cost < best_cost:
-                    best, best_cost = (tx, ty, anchor, s, box), cost
-                if cost == 0:
-                    break
-            if best_cost == 0:
-                break
-        placed.append(best[4])
-        out.append(best[:4])
-    return out
-
-
-def scatter(points, fronts, xkind, ykind, xlabel, ylabel, label: str, ylog: bool | None = None,
-             y_hi_cap=None) -> tuple[str, set]:
-    """An SVG scatter. points: dicts x, y, text, num, colour, kind (front|ok|failed|source), tip;
-    fronts: (colour, [point indices in drawing order]). Returns the SVG and the numbers of the
-    points whose label did not fit and that show their number instead."""
-    W, H = 600, 380
-    x0, x1, y1, y0 = 76, W - 16, 14, H - 50
-    xlo, xhi, xlog = domain([p["x"] for p in points], log=True)
-    ylo, yhi, ylg = domain([p["y"] for p in points], log=True if ylog is None else ylog, pad=0.12)
-    if y_hi_cap is not None and yhi > y_hi_cap:  # accuracies: no ticks above 100%, a little room
-        yhi = max(y_hi_cap, max(p["y"] for p in points)) + (y_hi_cap - ylo) * 0.05
-    sx, sy = Scale(xlo, xhi, x0, x1, xlog), Scale(ylo, yhi, y0, y1, ylg)
-
-    def ticks_for(kind, cap=None):
-        def make(scale):
-            unit = _size_unit(scale.hi)[0] if kind == "size" else 1.0
-            ts = scale.ticks(6, unit)
-            return [t for t in ts if cap is None or t <= cap + 1e-12]
-        return make
-
-    xt, yt = ticks_for(xkind), ticks_for(ykind, y_hi_cap)
-    body: list[str] = []
-    _axes(body, sx, sy, x0, x1, y0, y1, (lambda ts: tick_fmt(ts, xkind, xlog), xt),
-          (lambda ts: tick_fmt(ts, ykind, ylg), yt), xlabel + (" (log)" if xlog else ""),
-          ylabel + (" (log)" if ylg else ""))
-    for colour, idx in fronts:
-        if len(idx) >= 2:
-            pts = " ".join(f"{sx(points[i]['x']):.1f},{sy(points[i]['y']):.1f}" for i in idx)
-            body.append(f'<polyline points="{pts}" class="front-halo"/>'
-                        f'<polyline points="{pts}" class="front" stroke="{colour}"/>')
-    rank = {"front": 0, "source": 1, "ok": 2, "failed": 3}
-    order = sorted(range(len(points)), key=lambda i: -rank[points[i]["kind"]])  # the front drawn last
-    obstacles, items = [], []
-    for i in order:
-        p = points[i]
-        x, y, c = sx(p["x"]), sy(p["y"]), p["colour"]
-        tip = f"<title>{esc(p['tip'])}</title>"
-        if p["kind"] == "front":
-            r = 6.5
-            body.append(f'<g>{tip}<circle cx="{x:.1f}" cy="{y:.1f}" r="{r + 3.5}" fill="{c}" fill-opacity="0.18"/>'
-                        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{c}" stroke="#fff" stroke-width="1.8"/></g>')
-        elif p["kind"] == "ok":
-            r = 4.5
-            body.append(f'<g>{tip}<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="#fff" stroke="{c}" '
-                        f'stroke-width="2"/></g>')
-        elif p["kind"] == "source":
-            r = 6.5
-            body.append(f'<g>{tip}<rect x="{x - 5:.1f}" y="{y - 5:.1f}" width="10" height="10" '
-                        f'transform="rotate(45 {x:.1f} {y:.1f})" fill="#475569" stroke="#fff" stroke-width="1.5"/></g>')
-        else:
-            r = 5.5
-            body.append(f'<g>{tip}<path d="M{x - 5:.1f},{y - 5:.1f}L{x + 5:.1f},{y + 5:.1f}M{x - 5:.1f},{y + 5:.1f}'
-                        f'L{x + 5:.1f},{y - 5:.1f}" stroke="{FAIL}" stroke-width="2.6" stroke-linecap="round"/></g>')
-        obstacles.append((x - r, y - r, x + r, y + r))
-        items.append((x, y, p["text"], r, str(p["num"]), p["kind"]))
-    items.sort(key=lambda t: (rank[t[5]], t[0]))
-    spots = _place_labels([t[:5] for t in items], obstacles, (x0, y0, x1, y1))
-    numbered = set()
-    for it, (tx, ty, anchor, text) in zip(items, spots):
-        kind = it[5]
-        cls = {"front": "plab front-lab", "failed": "plab fail-lab"}.get(kind, "plab")
-        if text != it[2]:
-            numbered.add(int(text))
-            cls += " numlab"
-        body.append(f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" class="{cls}">{esc(text)}</text>')
-    return _svg(W, H, body, label), numbered
-
-
-def scatter_legend(devices_used: list[str], colour_of) -> str:
-    """The key to ``scatter``'s markers, one front and one dominated marker per device."""
-    items = []
-    for d in devices_used:
-        c = colour_of(d)
-        items.append(f'<span class="lg"><svg width="30" height="12"><line x1="1" y1="6" x2="29" y2="6" '
-                     f'stroke="{c}" stroke-width="2.5"/><circle cx="15" cy="6" r="4.5" fill="{c}" stroke="#fff" '
-                     f'stroke-width="1.2"/></svg>Pareto front on {esc(d)}</span>')
-        items.append(f'<span class="lg"><svg width="14" height="12"><circle cx="7" cy="6" r="4" fill="#fff" '
-                     f'stroke="{c}" stroke-width="2"/></svg>dominated on {esc(d)}</span>')
-    items.append('<span class="lg"><svg width="14" height="12"><rect x="3" y="2" width="8" height="8" '
-                 'transform="rotate(45 7 6)" fill="#475569"/></svg>source (reference, not on the front)</span>')
-    items.append(f'<span class="lg"><svg width="14" height="12"><path d="M3,2L11,10M3,10L11,2" stroke="{FAIL}" '
-                 'stroke-width="2.4" stroke-linecap="round"/></svg>parity failed (never on the front)</span>')
-    return '<div class="legend">' + "".join(items) + "</div>"
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +200,7 @@ class RowChart:
         """The value column: ``text``, then ``tail`` (markup) in the same text, ``tags`` (markup) after it."""
         self.body.append(f'<text x="{self.x1 + 12}" y="{cy + 4:.1f}" class="rowval">{esc(text)}{tail}</text>')
         if tags:
-            self.body.append(f'<text x="{self.x1 + 12 + _text_w(text) + 10:.1f}" y="{cy + 4:.1f}" class="rowval">'
+            self.body.append(f'<text x="{self.x1 + 12 + text_w(text) + 10:.1f}" y="{cy + 4:.1f}" class="rowval">'
                              + tags + "</text>")
 
     def note(self, cy: float, markup: str):
@@ -365,7 +239,7 @@ class RowChart:
                          f'<text x="{x:.1f}" y="{top - 10}" text-anchor="middle" class="reflab">{esc(label)}</text>')
 
     def svg(self, label: str) -> str:
-        return _svg(self.W, self.y_end + 44, self.body, label)
+        return svg_doc(self.W, self.y_end + 44, self.body, label)
 
 
 def box_legend() -> str:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterable
 
-from .fmt import cosine_text, max_abs_text, ms_text, num
+from .fmt import ci_text, cosine_text, ms_text, num, rel_text
+from .legend import columns, data_sentence, legend, noisy_lines, speedup_warning, with_noisy_baselines
 from .record import Record
 from .results import as_records
 
-COLUMNS = ("target", "device", "status", "size", "task (Δ)", "cosine", "max abs", "p50 ms", "p90 ms", "speed-up")
+WRAP = 120  # the console legend's width (the table is wider)
 
 
 def row_cells(r: Record | dict) -> list[str]:
-    """One record's cells under :data:`COLUMNS`, as text."""
+    """One record's cells under :func:`~edgekit.reports.legend.columns`, as text."""
     r = Record.coerce(r)
     device = r.device_label + (" (emu)" if r.emulated else "")
     status = r.status_text + (" (noisy)" if r.noisy else "")
@@ -23,14 +24,35 @@ def row_cells(r: Record | dict) -> list[str]:
         p50, p90 = ms_text(r.p50_ms), ms_text(r.p90_ms)
     target = f"source ({r.label or ''})" if r.is_source else (r.target or "?")
     return [target, device, status, r.size_text, r.task_text, cosine_text(r.worst_cosine),
-            max_abs_text(r.worst_max_abs), p50, p90, r.speedup_text]
+            r.max_err_text, p50, p90, r.speedup_cell]
+
+
+def legend_text(records: list[Record]) -> list[str]:
+    """The console legend: what each column is measured against, noisy rows, the data."""
+    head, items = legend(records)
+    w = max(len(t) for t, _ in items)
+    out = textwrap.wrap("Legend. " + head, WRAP)
+    for term, text in items:
+        out += textwrap.wrap(text, WRAP, initial_indent=f"  {term.ljust(w)}  ", subsequent_indent=" " * (w + 4))
+    noisy = noisy_lines(records)
+    if noisy:
+        out += textwrap.wrap("  noisy timings: " + "; ".join(noisy), WRAP, subsequent_indent=" " * 4)
+    warn = speedup_warning(records)
+    if warn:
+        out += textwrap.wrap(warn, WRAP, subsequent_indent="  ")
+    data = data_sentence(records)
+    if data:
+        out += textwrap.wrap(data, WRAP, subsequent_indent="  ")
+    return out
 
 
 def table(records: Iterable[Record | dict]) -> str:
-    """The console table, then the failure reasons, the devices' probes and a random-input warning."""
-    records = as_records(records)
-    rows = [list(COLUMNS)] + [row_cells(r) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    """The console table, then the failure reasons, the devices' probes, a random-input warning
+    and the legend."""
+    records = with_noisy_baselines(as_records(records))
+    head = columns(records)
+    rows = [head] + [row_cells(r) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = [f"  {r.name}: " + textwrap.shorten(r.reason, 220) for r in records if r.reason]
@@ -49,12 +71,15 @@ def table(records: Iterable[Record | dict]) -> str:
                          f"{(p.get('mem_total_kb') or 0) / 2**20:.1f} GiB, Python {p.get('python')}; {rts}")
     if records and records[0].synthetic:
         notes.append("\x1b[31m  RANDOM INPUTS: parity was measured on random data, not real data.\x1b[0m")
+    if records:
+        notes += ([""] if notes else []) + legend_text(records)
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def markdown(records: Iterable[Record | dict]) -> str:
-    """report.md: the table, then every record's details (reason, route, latency, parity, device)."""
-    records = as_records(records)
+    """report.md: the table and its legend, then every record's details (reason, route, latency,
+    parity, device)."""
+    records = with_noisy_baselines(as_records(records))
     if not records:
         return "# edgekit report\n\n(no records)\n"
     first = records[0]
@@ -65,11 +90,20 @@ def markdown(records: Iterable[Record | dict]) -> str:
     if first.synthetic:
         out += ['<p style="color:red"><b>RANDOM INPUTS: parity was measured on random data; it says little about '
                 'accuracy on real data.</b></p>', ""]
-    if data:
-        out += [f"Data `{data.name}`: {data.calibration_samples} calibration samples, "
-                f"{data.evaluation_samples} held-out evaluation samples (disjoint). " + " ".join(data.notes or ()), ""]
-    out += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    sentence = data_sentence(records)
+    if sentence:
+        out += [sentence, ""]
+    head = columns(records)
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(c.replace("|", "/") for c in row_cells(r)) + " |" for r in records]
+    intro, items = legend(records)
+    out += ["", f"**Legend.** {intro}", ""] + [f"- **{t}**: {x.replace('|', '&#124;')}" for t, x in items]
+    noisy = noisy_lines(records)
+    if noisy:
+        out += [f"- noisy timings: {'; '.join(noisy)}"]
+    warn = speedup_warning(records)
+    if warn:
+        out += ["", f"**{warn}**"]
     out += ["", "## Details", ""]
     for r in records:
         out.append(f"### {r.target}")
@@ -82,34 +116,37 @@ def _details(r: Record) -> list[str]:
     out = []
     if r.reason:
         out.append(f"- **{r.status_text}**: {r.reason}")
+    if r.data and r.data.calibration_used is not None and not r.is_source:
+        out.append(f"- calibration: {r.data.calibration_text}")
     if r.route:
         out.append(f"- route: {' → '.join(r.route)}" + (" (cached)" if r.cached else ""))
     if r.artifact:
         out.append(f"- artifact: `{r.artifact}`")
     b = r.bench
     if r.timed:
-        def f(q, spec=".4f"):
-            v = r.bench_value(q)
-            return "-" if v is None else format(v, spec)
+        def f(q):
+            return ms_text(r.bench_value(q))
 
         lo, hi = b.ci95
         head = "- EMULATED latency (QEMU; says nothing of device speed) ms:" if r.emulated else "- latency ms:"
-        out.append(f"{head} p50 {r.p50_ms:.4f} (95% CI {lo:.4f}–{hi:.4f}), p90 {f('p90_ms')}, "
+        out.append(f"{head} p50 {ms_text(r.p50_ms)} (95% CI {ci_text(r.p50_ms, lo, hi)}), p90 {f('p90_ms')}, "
                    f"p99 {f('p99_ms')}, mean {f('mean_ms')} ± {f('std_ms')}, min {f('min_ms')}, "
-                   f"max {f('max_ms')}, n={b.n}, first {f('first_ms', '.3f')}, threads {b.threads}, "
-                   f"batch {b.batch}" + (" — **noisy machine**" if r.noisy else ""))
+                   f"max {f('max_ms')}, n={b.n}, first {f('first_ms')}, threads {b.threads}, "
+                   f"batch {b.batch}" + (" — **noisy**: " + "; ".join(r.noisy_why) if r.noisy else ""))
         if r.bench_value("peak_rss_mb") is not None:
-            out.append(f"- runner peak RSS {f('peak_rss_mb', '.1f')} MB (runner before load "
-                       f"{f('runner_base_rss_mb', '.1f')} MB), load {f('load_ms', '.1f')} ms")
+            out.append(f"- runner peak RSS {r.bench_value('peak_rss_mb'):.1f} MB (runner before load "
+                       f"{r.bench_value('runner_base_rss_mb') or 0:.1f} MB), load {f('load_ms')} ms")
     p = r.parity
     if p:
         for o in p.outputs or ():
             extra = ""
             if num(o.top1_agreement) is not None:
                 extra = f", top-1 agreement {num(o.top1_agreement):.4f}, top-5 {num(o.top5_agreement) or 0:.4f}"
-            out.append(f"- parity `{o.name}` on {p.n} samples: cosine mean {cosine_text(o.cosine_mean)} "
-                       f"(min {cosine_text(o.cosine_min)}), max abs {_sci(o.max_abs)}, mean abs {_sci(o.mean_abs)}, "
-                       f"rel L2 {_sci(o.rel_l2)}{extra}")
+            scale = (f" ({rel_text(o.rel_max_abs)} of the source output's largest |value|, {_sci(o.ref_max_abs)})"
+                     if o.rel_max_abs is not None else "")
+            out.append(f"- parity `{o.name}` on {p.n} held-out samples: cosine mean {cosine_text(o.cosine_mean)} "
+                       f"(min {cosine_text(o.cosine_min)}), max abs error {_sci(o.max_abs)}{scale}, "
+                       f"mean abs {_sci(o.mean_abs)}, rel L2 {_sci(o.rel_l2)}{extra}")
         out.append(f"- parity {'passed' if p.passed else 'FAILED: ' + '; '.join(p.failures or ())}")
     probe = r.device.probe if r.device else None
     if probe:
@@ -123,8 +160,9 @@ def _sci(v) -> str:
     return "-" if v is None else f"{v:.3e}"
 
 
-def write_reports(records: Iterable[Record | dict], out, title: str) -> dict:
-    """report.md, report.html (self-contained, with plots) and results.csv in ``out``."""
+def write_reports(records: Iterable[Record | dict], out, title: str | None = None) -> dict:
+    """report.md, report.html (self-contained, with plots) and results.csv in ``out``; the page's
+    title names the records' models unless ``title`` is given."""
     from pathlib import Path
 
     from ..core.artifacts import write_text

@@ -12,8 +12,10 @@ its result, and returns. The one exception is :class:`~edgekit.core.errors.Missi
 is not installed: tracking was explicitly asked for, so silently skipping it would hide a
 misconfiguration. Call :func:`check_available` before a long run to fail fast instead.
 
-MLflow is imported lazily. Its logging goes to stderr; the "View run" links it prints to stdout
-for a tracking server are caught and the useful ones moved to stderr, so stdout stays the caller's.
+MLflow is imported lazily. While it logs, its own log lines below WARNING (and those of alembic and
+SQLAlchemy, which it drives: "Creating initial MLflow database tables...", "Context impl
+SQLiteImpl.") are silenced; the "View run" links it prints to stdout for a tracking server are
+caught and the useful ones moved to stderr, so stdout stays the caller's.
 For an HTTP server a one-shot ``/health`` request (5 s) runs first, so a server that is down warns
 at once instead of MLflow retrying for minutes.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -81,7 +84,7 @@ def log_records(records: Iterable[Record | dict], tracking_uri: str | None = Non
     result = {"parent_run_id": None, "run_ids": [], "tracking_uri": uri, "experiment_id": None, "warning": None}
     links = io.StringIO()  # MLflow's "View run" lines, kept off stdout
     try:
-        with warnings.catch_warnings():  # MLflow's and SQLAlchemy's deprecation chatter is not the user's
+        with warnings.catch_warnings(), quiet_logs():  # MLflow's and SQLAlchemy's chatter is not the user's
             for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
                 warnings.simplefilter("ignore", category)
             preflight(uri)
@@ -117,6 +120,26 @@ def log_records(records: Iterable[Record | dict], tracking_uri: str | None = Non
             _terminate_quietly(client, result["parent_run_id"], "FAILED")
         warnings.warn(result["warning"], TrackingWarning, stacklevel=2)
     return result
+
+
+QUIET_LOGGERS = ("mlflow", "alembic", "sqlalchemy")
+
+
+@contextlib.contextmanager
+def quiet_logs(level: int = logging.WARNING):
+    """MLflow's, alembic's and SQLAlchemy's loggers (and their children that set a level of their
+    own) at ``level`` or above while the block runs; restored after."""
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in QUIET_LOGGERS]
+    loggers = [logging.getLogger(n) for n in dict.fromkeys([*QUIET_LOGGERS, *names])]
+    saved = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        if lg.level < level:
+            lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, lvl in saved:
+            lg.setLevel(lvl)
 
 
 def _experiment(client, name: str, uri: str) -> str:

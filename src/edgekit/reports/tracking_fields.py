@@ -103,6 +103,8 @@ def record_params(record: Record | dict, manifest: dict | None = None) -> dict[s
     if r.data:
         p.update({"data.name": r.data.name, "data.calibration_samples": r.data.calibration_samples,
                   "data.evaluation_samples": r.data.evaluation_samples, "data.synthetic": r.data.synthetic})
+        if r.data.calibration_used is not None:
+            p["data.calibration_used"] = r.data.calibration_used
     if r.task_metric or (r.parity and r.parity.task_metric):
         p["task_metric"] = r.task_metric or r.parity.task_metric
     if r.bench:

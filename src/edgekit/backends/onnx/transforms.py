@@ -10,6 +10,7 @@ import numpy as np
 
 from ...core.errors import ConversionError
 from ...core.graph import Converter
+from ...reports.fmt import calibration_text
 from .ops import check_standard_ops
 
 HUGE = 1e4  # constants beyond this (additive attention masks, -inf stand-ins) must stay float
@@ -138,9 +139,10 @@ class QuantizedOnnxFromOnnx(Converter):
         else:
             self._static(pre, path, ctx, keep)
             done = _count_ops(path, "QuantizeLinear")
+            cap = recipe.calibration.samples
             ctx.notes.append(f"static int8 QDQ ({recipe.calibration.method}, "
                              f"{'per-channel' if recipe.calibration.per_channel else 'per-tensor'}, "
-                             f"{min(ctx.data.n_calib, recipe.calibration.samples)} calibration samples): "
+                             f"{calibration_text(min(ctx.data.n_calib, cap), ctx.data.n_calib, cap)}): "
                              f"{done} QuantizeLinear nodes")
         if done == 0:
             raise ConversionError(self.name(), "the quantizer returned a model with nothing quantized in it.",

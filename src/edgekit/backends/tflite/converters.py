@@ -9,6 +9,7 @@ import numpy as np
 from ...core.errors import ConversionError, UnsupportedOperator
 from ...core.graph import Converter
 from ...core.lazy import import_quietly, native_output_silenced
+from ...reports.fmt import calibration_text
 from ...runner.runtime_base import lookup_input
 
 
@@ -53,8 +54,9 @@ def _tflite_convert(make_converter, out_dir: Path, ctx, edge: str, signature_inp
         floats = float_kernels(path)
         if floats:
             raise ConversionError(edge, f"the model is not full integer: {', '.join(floats[:5])} run in float.")
+        cap = recipe.calibration.samples
         ctx.notes.append(f"full integer: int8 kernels throughout, {target.io_dtype} I/O, "
-                         f"{min(ctx.data.n_calib, recipe.calibration.samples)} calibration samples (min/max)")
+                         f"{calibration_text(min(ctx.data.n_calib, cap), ctx.data.n_calib, cap)} (min/max)")
     return path
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ...core.errors import ConversionError
 from ...core.graph import Converter
+from ...reports.fmt import calibration_text
 from ...runner.runtime_base import sample_feed
 
 
@@ -74,7 +75,7 @@ class TfliteFromTorch(Converter):
                     feed = sample_feed({k: ctx.data.calib[k] for k in kwargs}, i, ctx.data.stacked)
                     graph(**{k: torch.from_numpy(np.asarray(feed[k]).astype(v.numpy().dtype))
                              for k, v in kwargs.items()})
-            ctx.notes.append(f"{n} calibration samples (min/max)")
+            ctx.notes.append(f"{calibration_text(n, ctx.data.n_calib, recipe.calibration.samples)} (min/max)")
         graph = convert_pt2e(graph, fold_quantize=False)
         return litert_torch.convert(graph, (), kwargs, quant_config=QuantConfig(pt2e_quantizer=quantizer))
 
