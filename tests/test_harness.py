@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -54,9 +53,10 @@ def test_latency_budget(edge_session):
 
 
 def plugin_args() -> list[str]:
-    """Load the plugin by hand where the installed edgekit predates its entry point."""
-    installed = any(ep.value == "edgekit.testing.plugin" for ep in entry_points(group="pytest11"))
-    return [] if installed else ["-p", "edgekit.testing.plugin"]
+    """The plugin by its module, its entry point (if this environment has it) blocked: one
+    registration, whichever edgekit the environment has installed (the test of the entry point
+    itself is below)."""
+    return ["-p", "no:edgekit", "-p", "edgekit.testing.plugin"]
 
 
 def run(pytester, *args, inprocess=False):
@@ -207,7 +207,8 @@ def test_parity_too_strict(edge_artifact):
     bad = rows[("digits_cnn", "onnx", "local")]
     assert bad["status"] == "parity_failed" and "max abs error" in bad["reason"]
     md = report(results)
-    assert "| onnx-int8 | local | converted |" in md and "| onnx | local | PARITY FAILED |" in md
+    # ("converted (noisy)" on a busy machine)
+    assert "| onnx-int8 | local | converted" in md and "| onnx | local | PARITY FAILED |" in md
     # the regression gate and tracking read harness runs like any others
     r = edgekit(None, "check", "--baseline", results, results)
     assert r.returncode == 0 and "PASS: 2 (model, target, device) compared" in r.stdout, r.stdout + r.stderr
@@ -258,7 +259,7 @@ def test_user_file_on_the_ssh_test_host(pytester, inventory, sshd):
         assert row["status"] == "ok" and row["device"]["kind"] == "ssh" and row["device"]["probe"]["arch"]
     assert rows[("digits_cnn", "tflite-int8", "test-host")]["bench"]["n"] >= 30
     md = report(results)
-    assert "| tflite-int8 | test-host | converted |" in md and "| onnx-int8 | test-host | converted |" in md
+    assert "| tflite-int8 | test-host | converted" in md and "| onnx-int8 | test-host | converted" in md
     assert not sshd.leftovers()
 
 

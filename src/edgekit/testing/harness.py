@@ -35,7 +35,7 @@ class DeviceSlot:
         self.name = spec.name
         self.device = None
         self.error: DeviceError | None = None
-        self.probe: dict | None = None
+        self._probe: dict | None = None  # what the runner reported of the machine, once it ran
         self._session = None
         self._loaded: tuple | None = None
         self.load_info: dict | None = None
@@ -70,20 +70,28 @@ class DeviceSlot:
             self.device = device
         return self.device
 
+    @property
+    def probe(self) -> dict:
+        """The machine as the runner sees it: OS, arch, CPU, memory, Python, runtime versions."""
+        self.runner()
+        return self._probe
+
     # -- the runner worker, kept between tests (restarted after a crash)
     def runner(self):
         from ..core.session import RunnerSession
 
         if self._session is None:
             self._session = RunnerSession(self.open())
-            self.probe = self._session.env()
+            self._probe = self._session.env()
         return self._session
 
     def record(self) -> dict:
+        """The device as records name it (its probe when the runner has run there; never starts it)."""
         from ..core.pipeline import device_record
 
-        self.runner()
-        return device_record(self.device, self.probe)
+        if self.device is None:
+            return {"name": self.name, "kind": self.kind, "emulated": self.emulated, "labels": self.labels}
+        return device_record(self.device, self._probe or {})
 
     def _guard(self, fn, *args, **kw):
         try:
@@ -129,7 +137,7 @@ class Harness:
         self.options = options or Options()
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.slots: dict[str, DeviceSlot] = {}
-        self._held: dict[str, list] = {}
+        self._held: dict[str, int] = {}
         self._sources: dict = {}
         self._data: dict = {}
         self._refs: dict = {}
@@ -150,20 +158,20 @@ class Harness:
         from ..devices.lease import lease
 
         slot = self.slot(name)
-        if name in self._held:
-            self._held[name][1] += 1
+        if self._held.get(name):  # this process holds it already (a fixture, then an assertion)
+            self._held[name] += 1
             try:
                 yield slot
             finally:
-                self._held[name][1] -= 1
+                self._held[name] -= 1
             return
         with lease(name, self.options.device_wait):
-            self._held[name] = [True, 1]
+            self._held[name] = 1
             try:
                 slot.open()
                 yield slot
             finally:
-                del self._held[name]
+                self._held.pop(name, None)
 
     # -- what tests share: sources, data, reference outputs, conversions
     def source(self, spec):

@@ -38,15 +38,9 @@ class RecordLog:
             row = artifact.record_base()
             row["harness"] = {"tests": []}
             self.rows[key] = row
-        if artifact.slot.device is not None:
-            try:
-                row["device"] = artifact.slot.record()
-            except Exception:  # noqa: BLE001  a device that failed: its name and kind still say where
-                row.setdefault("device", {"name": artifact.slot.name, "kind": artifact.slot.kind,
-                                          "emulated": artifact.slot.emulated, "labels": artifact.slot.labels})
-        else:
-            row.setdefault("device", {"name": artifact.slot.name, "kind": artifact.slot.kind,
-                                      "emulated": artifact.slot.emulated, "labels": artifact.slot.labels})
+        device = artifact.slot.record()
+        if device.get("probe") or "device" not in row:
+            row["device"] = device
         if artifact.role:  # checked as a deployment bundle's primary or fallback
             row["deployment_role"] = artifact.role
         for k, v in fields.items():
