@@ -21,6 +21,9 @@ if [ ! -f "$stamp" ]; then
   pip install $C onnx-graphsurgeon sng4onnx sne4onnx psutil onnxsim onnxoptimizer requests h5py flatbuffers
   pip install $C litert-torch==0.10.0   # the second torch -> TFLite route (no TF); keeps torch 2.13
   pip install $C mlflow==3.17.2 ray==2.60.0   # experiment tracking; sweeps on a Ray cluster
+  # the test corpus of third-party ONNX models (tests/corpus): only the .onnx files inside these wheels
+  # are used, never their Python code, so none of their dependencies is installed (--no-deps)
+  pip install $C --no-deps silero-vad==6.2.3 rapidocr-onnxruntime==1.4.4 nudenet==3.4.2 magika==1.0.3
   pip install $C --no-build-isolation -e ".[dev]"
   "$VENV/bin/python" -c "import torch, onnxruntime, tensorflow, ai_edge_litert, onnx2tf, litert_torch; assert torch.__version__.startswith('2.13.0')" \
     || { echo "install check failed" >&2; exit 1; }
