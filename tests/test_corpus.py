@@ -153,6 +153,7 @@ def render(models: dict, results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+@pytest.mark.timeout(4 * 3600)  # the suite's 900 s is per test; this one runs every model
 def test_corpus_table(tmp_path):
     names = [n.strip() for n in os.environ.get("EDGEKIT_CORPUS_MODELS", "").split(",") if n.strip()]
     unknown = sorted(set(names) - set(BY_NAME))
