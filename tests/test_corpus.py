@@ -110,7 +110,9 @@ def run_model(model, work: Path) -> tuple[list[str], str, float]:
     argv = [sys.executable, "-m", "edgekit", "run", str(path), "--targets", ",".join(TARGETS), "--data", str(data),
             "--out", str(out), "--min-runs", "5", "--min-seconds", "0.05", "--max-seconds", "5"]
     try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        # cwd: ONNX Runtime's quantization pre-processing leaves <uuid>.data and sym_shape_infer_temp.onnx
+        # files in the working directory
+        proc = subprocess.run(argv, env=env, cwd=work, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
         output = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
         output = f"edgekit: error: edgekit run did not finish within {RUN_TIMEOUT_S} s. " + str(e.stderr or "")[-300:]
