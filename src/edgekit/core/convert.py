@@ -170,7 +170,8 @@ def _write_output(source, target, route, steps, art: Artifact, attempts, the_pla
         "routes_skipped": [{"route": r.names, "why": r.blocked} for r in the_plan.routes if r.blocked],
         "routes_failed": attempts,
         "data": None if data is None else {"name": data.name, "calibration_samples": data.n_calib
-                                            if target.recipe_spec.needs_calibration else 0,
+                                            if target.recipe_spec.needs_calibration or
+                                            (route.edges and route.edges[-1].uses_data) else 0,
                                             "evaluation_samples": data.n_eval, "synthetic": data.synthetic},
         "artifact": name, "artifact_sha256": art.digest, "host": {"python": platform.python_version(),
                                                                    "machine": platform.machine()},

@@ -14,6 +14,9 @@ A few rounds; the caller refuses what still collapses.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from . import precision as P
 
 ROUNDS = 4
@@ -199,11 +202,19 @@ def _culprits(pre, q_model, nodes, feeds, skip: set) -> dict[str, str]:
     return picks
 
 
-def repair(pre, quantize, keep: list[str], data, floor: float, aim: float):
+@dataclass
+class Repair:
+    path: Path  # the int8 model to keep
+    history: list  # cosine after each quantization
+    samples: int
+    excluded: dict = field(default_factory=dict)  # node kept float -> why
+    suspects: dict = field(default_factory=dict)  # when it still collapses: what the last analysis blamed
+    problem: str = ""  # the analysis failed: why (the model is then left to the proof)
+
+
+def repair(pre, quantize, keep: list[str], data, floor: float, aim: float) -> Repair:
     """Quantize, check, and while the cosine is below ``floor`` keep float the layers responsible
-    (then on up to ``aim``), at most ROUNDS times. ``quantize(exclude) -> path``. Returns (path,
-    {node kept float: why}, [cosine after each quantization], samples, {suspect: why} when it
-    still collapses: the layers the last analysis blamed)."""
+    (then on up to ``aim``), at most ROUNDS times. ``quantize(exclude) -> path``."""
     import onnx
 
     sess = P.session(pre)
@@ -214,19 +225,24 @@ def repair(pre, quantize, keep: list[str], data, floor: float, aim: float):
     def check(path):
         return P.final_cosine(ref, P.outputs(P.session(str(path)), feeds))[0]
 
-    path = quantize(list(keep))
-    history, excluded, suspects = [check(path)], {}, {}
+    out = Repair(quantize(list(keep)), [], len(feeds))
+    out.history.append(check(out.path))
     for r in range(ROUNDS + 1):
-        if history[-1] >= (aim if excluded else floor):
+        if out.history[-1] >= (aim if out.excluded else floor):
             break
-        picks = _culprits(pre, onnx.load(str(path)), nodes, feeds[:TRACE_SAMPLES], set(keep) | set(excluded))
+        skip = set(keep) | set(out.excluded)
+        try:
+            picks = _culprits(pre, onnx.load(str(out.path)), nodes, feeds[:TRACE_SAMPLES], skip)
+        except Exception as e:  # the analysis is a help, not a requirement: the proof still judges
+            out.problem = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+            break
         if r == ROUNDS or not picks:
-            suspects = picks
+            out.suspects = picks
             break
-        excluded.update(picks)
-        path = quantize(list(keep) + list(excluded))
-        history.append(check(path))
-    return path, excluded, history, len(feeds), suspects
+        out.excluded.update(picks)
+        out.path = quantize(list(keep) + list(out.excluded))
+        out.history.append(check(out.path))
+    return out
 
 
 def excluded_note(excluded: dict, limit: int = 12) -> str:
