@@ -55,7 +55,7 @@ def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
     if ctx.recipe is not None:
         material["recipe"] = repr(ctx.recipe)
         material["io_dtype"] = ctx.target.io_dtype
-        if ctx.recipe.needs_calibration and ctx.data is not None:
+        if (ctx.recipe.needs_calibration or edge.uses_data) and ctx.data is not None:
             material["calib"] = ctx.data.calib_digest()
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
