@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.core.fit import Budget, explain, judge
+from edgekit.core.fit import Budget, explain, judge, pick_fallback
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rec(target, p50, size_mb, drop=None, cos=0.999, status="ok"):
+def rec(target, p50, size_mb, drop=None, cos=0.999, status="ok", runtime="rt1"):
     return {"target": target, "status": status, "size_bytes": int(size_mb * 2**20), "bench": {"p50_ms": p50},
             "parity": {"task_delta_points": None if drop is None else -drop,
-                       "outputs": [{"cosine_mean": cos}]}, "artifact": f"/a/{target}"}
+                       "outputs": [{"cosine_mean": cos}]}, "artifact": f"/a/{target}", "runtime": runtime}
 
 
 RECS = [rec("a", 1.0, 10, 0.0), rec("b", 0.5, 3, 2.0), rec("c", 0.7, 3, 0.5), rec("d", 0.2, 1, 0, status="run_failed")]
@@ -45,6 +45,62 @@ def test_embeddings_use_a_cosine_floor():
     recs = [rec("x", 1.0, 5, None, cos=0.97), rec("y", 2.0, 5, None, cos=0.99)]
     win, _, _ = judge(recs, Budget(max_accuracy_drop=1))
     assert win.name == "y"
+
+
+def test_fallback_is_the_fastest_artifact_on_another_runtime_within_every_budget():
+    recs = [rec("a", 1.0, 1, 0), rec("b", 0.5, 1, 0), rec("c", 0.8, 1, 0, runtime="rt2"),
+            rec("d", 0.6, 1, 5.0, runtime="rt2"), rec("e", 0.9, 1, 0, runtime="rt2")]
+    budget = Budget(max_accuracy_drop=1)
+    win, cands, closest = judge(recs, budget)
+    fb = pick_fallback(win, cands)
+    assert (win.name, fb.name) == ("b", "c")  # d is faster but loses 5 points
+    text = explain(win, cands, closest, budget, "dev", fb, True)
+    assert "FALLBACK on dev: c  (p50 0.800 ms, runtime rt2 instead of rt1)" in text
+    rows = {ln.split()[0]: ln for ln in text.splitlines()[5:]}
+    assert rows["c"].endswith("FALLBACK") and rows["b"].endswith("BEST") and "accuracy drop" in rows["d"]
+    win, cands, closest = judge(recs[:2], budget)
+    assert pick_fallback(win, cands) is None
+    text = explain(win, cands, closest, budget, "dev", None, True)
+    assert "NO fallback: no artifact on a runtime other than rt1 meets every budget" in text
+    assert "fallback" not in explain(win, cands, closest, budget, "dev").lower()
+
+
+def test_the_deployment_bundle_names_primary_and_fallback_relative_to_itself(tmp_path):
+    from edgekit.core.deploy import load_bundle, write_bundle
+    from edgekit.core.errors import DataError, SourceNotFound
+    from edgekit.core.sources import file_digest
+    from edgekit.reports import Record
+
+    records = []
+    for target, runtime in (("t-int8", "rt1"), ("u-int8", "rt2")):
+        art = tmp_path / "out" / "m" / target / "model.bin"
+        art.parent.mkdir(parents=True)
+        art.write_bytes(target.encode() * 100)
+        r = rec(target, 0.5, 0.001, 0.2, runtime=runtime)
+        r.update(model="m", artifact=str(art), artifact_sha256=file_digest(art), run_id="r1",
+                 bench={"p50_ms": 0.5, "median_ci95_ms": [0.49, 0.51]}, device={"name": "dev", "kind": "ssh"})
+        records.append(Record.from_json(r))
+    path = write_bundle(tmp_path / "out" / "m" / "deployment.json", records[0], records[1],
+                        {"max_latency_ms": 5.0, "max_size_mb": None}, "dev", True)
+    d = json.loads(path.read_text())
+    assert d["primary"]["artifact"] == "t-int8/model.bin" and d["fallback"]["runtime"] == "rt2"
+    assert d["budgets"] == {"max_latency_ms": 5.0} and d["primary"]["measured"]["median_ci95_ms"] == [0.49, 0.51]
+    (tmp_path / "out").rename(tmp_path / "moved")  # a committed or copied folder still resolves
+    b = load_bundle(tmp_path / "moved" / "m" / "deployment.json")
+    assert [e.role for e in b.entries] == ["primary", "fallback"] and b.device == "dev"
+    assert b.primary.verify() == tmp_path / "moved" / "m" / "t-int8" / "model.bin"
+    b.fallback.artifact.write_bytes(b"changed")
+    with pytest.raises(DataError, match="is not the one the fit chose"):
+        b.fallback.verify()
+    b.primary.artifact.unlink()
+    with pytest.raises(SourceNotFound, match="the primary artifact of the deployment bundle"):
+        b.primary.verify()
+    with pytest.raises(SourceNotFound, match="edgekit fit MODEL"):
+        load_bundle(tmp_path / "nope.json")
+    only = write_bundle(tmp_path / "b.json", records[0], None, {}, "dev", True)
+    assert json.loads(only.read_text())["fallback_missing"].startswith("no artifact on a runtime other than rt1")
+    with pytest.raises(DataError, match="has no fallback artifact"):
+        load_bundle(only).entry("fallback")
 
 
 def _fit(model, *args, out):

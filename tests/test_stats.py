@@ -38,6 +38,17 @@ def test_time_calls_meets_minimums():
     assert len(r["times_s"]) == 5
 
 
+def test_quantile_ci_brackets_the_quantile_and_matches_median_ci():
+    from edgekit.core.stats import quantile_ci
+
+    ms = np.sort(np.random.default_rng(1).gamma(4.0, 1.0, 5000))
+    for q in (0.5, 0.9, 0.99):
+        lo, hi = quantile_ci(ms, q)
+        assert lo <= np.percentile(ms, 100 * q) <= hi
+    assert quantile_ci(ms, 0.5) == median_ci(ms)
+    assert quantile_ci(ms[:2], 0.9) == (ms[0], ms[1])
+
+
 # --- the noise rule on synthetic series -----------------------------------------------------
 
 def _quiet(n=200, p50=10.0, seed=1):

@@ -89,6 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runtime (or backend, e.g. the name of a target family) to install; repeatable; default: "
                         "every runtime; 'edgekit targets' shows which runtime each target uses")
 
+    p = sub.add_parser("golden", help="golden files: a model's outputs on held-out data, to check artifacts against "
+                                      "where the training framework is not installed")
+    gsub = p.add_subparsers(dest="golden_cmd", metavar="ACTION", required=True)
+    q = gsub.add_parser("record", help="run the source model on held-out samples; write inputs, outputs, labels and "
+                                       "a manifest into a folder to commit")
+    q.add_argument("model", help=MODEL_HELP)
+    q.add_argument("--data", required=True, metavar="DATA",
+                   help="the data whose held-out (evaluation) samples are recorded: built-in name, .npz/.npy, image "
+                        "folder, or file.py:callable")
+    q.add_argument("-o", "--out", required=True, metavar="FOLDER", help="the golden folder to write (replaced if it "
+                                                                        "holds golden files)")
+    q.add_argument("--samples", type=int, metavar="N", help="held-out samples to keep (default: all, at most 1000)")
+    q.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE:DTYPE",
+                   help="input signature where the model does not say it")
+    q = gsub.add_parser("check", help="run an artifact on a device on the golden inputs; compare with the golden "
+                                      "outputs (exit 1 on a parity failure)")
+    q.add_argument("artifact", help="the converted model (a file or folder edgekit wrote)")
+    q.add_argument("folder", help="the golden folder ('edgekit golden record' wrote it)")
+    q.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_device_args(q)
+
     p = sub.add_parser("sweep", help="models x targets x recipes x devices from a suite file")
     p.add_argument("suite", help="the suite file (TOML: models, targets, recipes, devices)")
     _add_out(p, default=None, what="records and reports (default: the suite's 'out', else out/sweep)")
@@ -121,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
                    help="points of accuracy the artifact may lose (a cosine floor of 0.98 without labels)")
     p.add_argument("--min-cosine", type=float, help="cosine floor of the worst output against the source")
+    p.add_argument("--fallback", action="store_true",
+                   help="also pick a fallback: the fastest artifact on a different runtime that meets every budget "
+                        "(exit 1 if there is none)")
+    p.add_argument("--bundle", metavar="PATH",
+                   help="where to write the deployment bundle naming the primary (and fallback) artifact "
+                        "(default: OUT/MODEL/deployment.json)")
     _add_out(p)
     _add_model_args(p)
     _add_bench_args(p)

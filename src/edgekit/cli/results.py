@@ -60,7 +60,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from ..core.fit import Budget, explain, judge
+    from ..core.fit import Budget, explain, judge, pick_fallback
     from ..core.pipeline import run
     from ..core.specs import parse_target_list
     from ..core.sweep import expand_targets
@@ -83,11 +83,20 @@ def cmd_fit(args) -> int:
 
     paths = save_records(records, Path(args.out))
     winner, cands, closest = judge(records, budget)
-    print(explain(winner, cands, closest, budget, device))
+    fallback = pick_fallback(winner, cands) if args.fallback else None
+    print(explain(winner, cands, closest, budget, device, fallback, args.fallback))
     print()
+    if winner is not None:
+        from dataclasses import asdict
+
+        from ..core.deploy import write_bundle
+
+        bundle = Path(args.bundle) if args.bundle else paths["records"].parent / "deployment.json"
+        paths["bundle"] = write_bundle(bundle, winner.record, fallback.record if fallback else None, asdict(budget),
+                                       device, args.fallback)
     for kind, path in paths.items():
         print(f"{kind + ':':10s}{path}")
-    return 0 if winner else 1
+    return 0 if winner and (fallback or not args.fallback) else 1
 
 
 def cmd_report(args) -> int:

@@ -3,7 +3,9 @@
 Every candidate target (and recipe variant) is converted, checked for parity and measured on
 the device with the main pipeline; the winner is the fastest artifact that meets every budget
 (ties: the smaller one). When none does, the answer names the budget that cannot be met and how
-close the best candidate came on it.
+close the best candidate came on it. With ``--fallback`` a second artifact is chosen too: the
+fastest one on a different runtime than the winner's that also meets every budget (what an app
+loads when the primary's runtime fails on a device).
 """
 from __future__ import annotations
 
@@ -84,7 +86,17 @@ def judge(records: Iterable[Record | dict], budget: Budget) -> tuple[Candidate |
     return (ok[0] if ok else None), cands, closest
 
 
-def explain(winner: Candidate | None, cands: list[Candidate], closest: dict, budget: Budget, device: str) -> str:
+def pick_fallback(winner: Candidate | None, cands: list[Candidate]) -> Candidate | None:
+    """The fastest candidate meeting every budget on a runtime other than the winner's (ties: the smaller)."""
+    if winner is None:
+        return None
+    ok = [c for c in cands if not c.broken and c is not winner and c.record.runtime != winner.record.runtime]
+    ok.sort(key=lambda c: (c.latency, c.record.size or 0))
+    return ok[0] if ok else None
+
+
+def explain(winner: Candidate | None, cands: list[Candidate], closest: dict, budget: Budget, device: str,
+            fallback: Candidate | None = None, fallback_wanted: bool = False) -> str:
     lines = []
     if winner:
         m = _metrics(winner.record)
@@ -93,6 +105,14 @@ def explain(winner: Candidate | None, cands: list[Candidate], closest: dict, bud
         size = f"{m['size_mb']:.2f} MB" if m["size_mb"] is not None else "size unknown"
         lines.append(f"BEST on {device}: {winner.name}  (p50 {ms_text(m['latency_ms'])} ms, {size}{acc})")
         lines.append(f"  artifact: {winner.record.artifact}")
+        if fallback is not None:
+            m = _metrics(fallback.record)
+            lines.append(f"FALLBACK on {device}: {fallback.name}  (p50 {ms_text(m['latency_ms'])} ms, runtime "
+                         f"{fallback.record.runtime} instead of {winner.record.runtime})")
+            lines.append(f"  artifact: {fallback.record.artifact}")
+        elif fallback_wanted:
+            lines.append(f"NO fallback: no artifact on a runtime other than {winner.record.runtime} meets every "
+                         "budget (the table says why each lost).")
     else:
         lines.append(f"NO target meets every budget on {device}.")
         for what, limit, key, fmt, unit in (
@@ -112,11 +132,13 @@ def explain(winner: Candidate | None, cands: list[Candidate], closest: dict, bud
             lines.append("  each budget alone is met by some target, but no target meets them all")
     lines.append("")
     lines.append(f"{'target':22s} {'p50 ms':>9s} {'size MB':>8s} {'Δ acc pts':>9s} {'worst cosine':>12s}  verdict")
-    order = sorted(cands, key=lambda c: (c is not winner, bool(c.broken), c.latency or float("inf")))
+    order = sorted(cands, key=lambda c: (c is not winner, c is not fallback, bool(c.broken),
+                                         c.latency or float("inf")))
     for c in order:
         m = _metrics(c.record)
         f = (lambda v, spec: format(v, spec) if v is not None else "-")
-        verdict = "BEST" if c is winner else ("meets all budgets (slower)" if not c.broken else "; ".join(c.broken))
+        verdict = "BEST" if c is winner else "FALLBACK" if c is fallback else (
+            "meets all budgets (slower)" if not c.broken else "; ".join(c.broken))
         lines.append(f"{c.name:22s} {ms_text(m['latency_ms']):>9s} {f(m['size_mb'], '8.2f'):>8s} "
                      f"{f(-m['accuracy_drop'] if m['accuracy_drop'] is not None else None, '+9.2f'):>9s} "
                      f"{cosine_text(m['cosine']):>12s}  {verdict}")

@@ -42,6 +42,18 @@ def median_ci(sorted_ms: np.ndarray, z: float = 1.96) -> tuple[float, float]:
     return float(sorted_ms[lo]), float(sorted_ms[hi])
 
 
+def quantile_ci(sorted_ms: np.ndarray, q: float, z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free CI of the ``q`` quantile (0.9 for p90) from order statistics: the ranks
+    ``n q -/+ z sqrt(n q (1 - q))`` (binomial, normal approximation); for q = 0.5, :func:`median_ci`."""
+    n = len(sorted_ms)
+    if n < 3:
+        return float(sorted_ms[0]), float(sorted_ms[-1])
+    half = z * math.sqrt(n * q * (1.0 - q))
+    lo = max(0, int(math.floor(n * q - half)))
+    hi = min(n - 1, int(math.ceil(n * q + half)))
+    return float(sorted_ms[lo]), float(sorted_ms[hi])
+
+
 def noise_reasons(ms_in_order) -> list[str]:
     """Why a series of timings (ms, in the order they ran) is noisy; empty when it is steady."""
     ms = np.asarray(ms_in_order, dtype=np.float64)

@@ -18,7 +18,8 @@ from .jsonobject import JsonObject, json_field
 # The one status vocabulary people read: the console, Markdown, HTML, CSV (``status_text``),
 # MLflow (the ``status_text`` tag), the gate and fit. Machine-readable places keep the raw key.
 STATUS_TEXT = {"ok": "converted", "reference": "reference", "parity_failed": "PARITY FAILED",
-               "conversion_failed": "conversion failed", "run_failed": "run failed"}
+               "conversion_failed": "conversion failed", "run_failed": "run failed",
+               "measured": "measured (no parity check)"}  # a test harness record with a benchmark only
 NOISY_MARK = "⚠"  # beside a figure that rests on a noisy timing (the legend says so)
 FAILED = ("parity_failed", "conversion_failed", "run_failed")
 
@@ -153,7 +154,7 @@ class Record(JsonObject):
     data: DataInfo | None = json_field(DataInfo)
     target: str | None = json_field()
     label: str | None = json_field()  # the source row: how the source ran ("torch eager fp32")
-    status: str | None = json_field()  # ok | reference | parity_failed | conversion_failed | run_failed
+    status: str | None = json_field()  # ok | reference | parity_failed | conversion_failed | run_failed | measured
     reason: str | None = json_field()
     format: str | None = json_field()
     recipe: str | None = json_field()
