@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import io
+import os
 import shutil
 from pathlib import Path
 
