@@ -39,6 +39,8 @@ class FormatSpec:
     callable_specs: bool = False  # "file.py:fn" / "pkg.module:fn" sources build a model of this format
     live: bool = False  # held as a Python object while converting (no file of its own)
     loader: str = ""  # "module:function"(spec: str, path: Path | None, input_specs) -> Source
+    # live formats: "module:function"(path) -> the object, for a file an edge wrote (the next edge gets it as obj)
+    opener: str = ""
     reference: str = ""  # "module:Class"(source, device_factory) -> Reference
     operators: str = ""  # "module:function"(path) -> facts for pre-flight ({"counts": {(domain, op): n}, ...})
     operator_check: str = ""  # "module:function"(domain, op, edges) -> [(status, why)] or [] (pre-flight)

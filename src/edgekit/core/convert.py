@@ -70,7 +70,7 @@ def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         step = _Step(edge.name(), meta["seconds"], True, meta["versions"], meta.get("notes", []))
-        return Artifact(edge.dst, meta.get("digest", key), entry / meta["artifact"]), step
+        return _opened(Artifact(edge.dst, meta.get("digest", key), entry / meta["artifact"])), step
     t0 = time.perf_counter()
     with atomic_dir(entry) as tmp:
         ctx.notes = []
@@ -84,7 +84,19 @@ def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _
                                        "versions": versions, "notes": ctx.notes, "input": artifact.digest,
                                        "digest": digest})
         name = Path(produced).name
-    return Artifact(edge.dst, digest, entry / name), _Step(edge.name(), seconds, False, versions, list(ctx.notes))
+    return _opened(Artifact(edge.dst, digest, entry / name)), _Step(edge.name(), seconds, False, versions,
+                                                                    list(ctx.notes))
+
+
+def _opened(art: Artifact) -> Artifact:
+    """An edge writes a file even when its format is held live: the next edge gets the object too."""
+    from ..backends import backend_of_format, get_format
+
+    fmt = get_format(art.format)
+    if not (fmt.live and fmt.opener):
+        return art
+    obj = backend_of_format(art.format).hook(fmt.opener)(Path(art.path))
+    return Artifact(art.format, art.digest, art.path, obj)
 
 
 def convert(source, target: Target, data=None, out_root: Path = Path("out"), the_plan: Plan | None = None,
