@@ -96,6 +96,9 @@ class SetupStep:
     pip: tuple[str, ...]
     provides: tuple[str, ...] = ()  # modules it installs: a missing one names `edgekit setup BACKEND`
     why: str = ""
+    # "module:function" of the backend that imports what the step installed (when a plain import of the
+    # provided modules is not how edgekit imports them); default: import each provided module
+    check: str = ""
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def load_backend(package: str, root: Path) -> Backend:
             runtimes.append(RuntimeSpec(**r, backend=name, root=root))
         except TypeError as e:
             raise SpecError(f"{where} [[runtimes]]: {e}.") from None
-    steps = tuple(SetupStep(**{k: _tuple(v) for k, v in _table(s, {"pip", "provides", "why"},
+    steps = tuple(SetupStep(**{k: _tuple(v) for k, v in _table(s, {"pip", "provides", "why", "check"},
                                                                   f"{where} [[setup]]").items()})
                   for s in data.get("setup", []))
     options = data.get("options", {})
