@@ -21,6 +21,7 @@ import numpy as np
 
 from ...core.errors import ConversionError, UnsupportedOperator
 from ...core.graph import Converter
+from . import onnx_prep as prep
 
 # onnx2torch converts these through torchvision.ops, which the stand-in does not provide
 TORCHVISION_OPS = {"NonMaxSuppression", "RoiAlign"}
@@ -97,10 +98,11 @@ class TorchFromOnnx(Converter):
         src = ctx.source
         feed = _examples(src.inputs)
         model = onnx.load(str(artifact.path))
-        model, how = _fix_shapes(model, src.inputs)
-        _drop_idle_allowzero(model)
+        model, how = prep.fix_shapes(model, src.inputs, _quiet)
+        prep.drop_idle_allowzero(model)
         onnx2torch = import_onnx2torch()
-        self._check_ops(model, onnx2torch)
+        model, opset_note = prep.fit_opset(model)
+        self._check_ops(model)
         names = [s.name for s in src.inputs]
         keep_names = all(n.isidentifier() for n in names)
         try:
@@ -111,8 +113,13 @@ class TorchFromOnnx(Converter):
         except Exception as e:  # noqa: BLE001  onnx2torch fails with KeyError etc. on some graphs
             raise ConversionError(self.name(), f"onnx2torch failed: {type(e).__name__}: {_first(e)}") from None
         args = tuple(torch.from_numpy(feed[n]) for n in names)
-        from .onnx_static import specialize
+        from .onnx_static import set_outputs, specialize
 
+        try:
+            set_outputs(gm, model)
+        except KeyError as e:
+            raise ConversionError(self.name(), f"graph output {e} is no node's output (an input or a constant); "
+                                  "onnx2torch cannot return it.") from None
         try:
             with torch.no_grad(), _quiet():
                 before = _flat(gm(*args))
@@ -124,7 +131,7 @@ class TorchFromOnnx(Converter):
         _check_same(self.name(), before, after)
         if len(after) != len(src.outputs):
             raise ConversionError(self.name(), f"the module gives {len(after)} outputs, the ONNX graph "
-                                  f"{len(src.outputs)} (onnx2torch groups a multi-output node's outputs).")
+                                  f"{len(src.outputs)}.")
         try:
             with _quiet():
                 # by name when forward() has the ONNX input names: litert-torch's signature keeps them
@@ -136,22 +143,16 @@ class TorchFromOnnx(Converter):
         path = out_dir / "model.pt2"
         torch.export.save(ep, str(path))
         ctx.notes.append(f"onnx2torch; shapes fixed at {', '.join(f'{n}:{_dims(feed[n].shape)}' for n in names)} "
-                         f"({how}); {counts['rewritten']} shape ops made static, {counts['folded']} values folded")
+                         f"({how}{'; ' + opset_note if opset_note else ''}); {counts['rewritten']} shape ops made "
+                         f"static, {counts['folded']} values folded")
         return path
 
-    def _check_ops(self, model, onnx2torch):
-        from onnx import defs
-
-        from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY
-
-        std = lambda d: defs.ONNX_DOMAIN if d in ("", "ai.onnx") else d  # noqa: E731
-        known = {(std(d.domain), d.operation_type) for d in _CONVERTER_REGISTRY}
-        for domain, op in sorted({(std(n.domain), n.op_type) for n in model.graph.node}):
-            if (domain, op) not in known:
-                raise UnsupportedOperator(self.name(), op, "onnx2torch has no converter for it")
+    def _check_ops(self, model):
+        for op, opset in prep.unsupported(model):
             if op in TORCHVISION_OPS and uses_stand_in():
                 raise UnsupportedOperator(self.name(), op, "onnx2torch converts it with torchvision, which does not "
                                           "import here")
+            raise UnsupportedOperator(self.name(), op, f"onnx2torch 1.5.15 has no converter for it at opset {opset}")
 
 
 def _examples(specs) -> dict:
@@ -164,55 +165,6 @@ def _examples(specs) -> dict:
         shape = s.fixed_shape()
         out[s.name] = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
     return out
-
-
-def _fix_shapes(model, specs):
-    """Fix every input at its fixed shape and fold what that makes constant (shape chains)."""
-    from onnx import shape_inference
-
-    shapes = {s.name: list(s.fixed_shape()) for s in specs}
-    if importlib.util.find_spec("onnxsim") is not None:
-        try:
-            import onnxsim
-
-            with _quiet():
-                simplified, ok = onnxsim.simplify(model, overwrite_input_shapes=shapes, initializers_as_constants=False)
-            if ok:
-                return simplified, "onnxsim"
-        except Exception:  # noqa: BLE001  onnxsim fails on some graphs: the shapes are still fixed below
-            pass
-    for value in model.graph.input:
-        if value.name in shapes:
-            dims = value.type.tensor_type.shape.dim
-            for d, size in zip(dims, shapes[value.name]):
-                d.Clear()
-                d.dim_value = size
-    try:
-        return shape_inference.infer_shapes(model, data_prop=True), "ONNX shape inference"
-    except Exception:  # noqa: BLE001
-        return model, "shapes fixed, no shape inference"
-
-
-def _drop_idle_allowzero(model) -> None:
-    """``Reshape(allowzero=1)`` (the dynamo exporter writes it) only differs from the default when the
-    shape holds a 0; onnx2torch refuses the attribute, so drop it where the shape is a constant
-    without zeros."""
-    from onnx import numpy_helper
-
-    consts = {i.name: i for i in model.graph.initializer}
-    for n in model.graph.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    consts[n.output[0]] = a.t
-    for n in model.graph.node:
-        if n.op_type != "Reshape" or len(n.input) < 2 or n.input[1] not in consts:
-            continue
-        if 0 in numpy_helper.to_array(consts[n.input[1]]).tolist():
-            continue
-        for a in list(n.attribute):
-            if a.name == "allowzero":
-                n.attribute.remove(a)
 
 
 def _flat(out) -> list:

@@ -16,6 +16,7 @@ The result computes the same outputs at that shape (the caller checks it) and ex
 from __future__ import annotations
 
 import inspect
+import operator
 
 import torch
 from torch import fx, nn
@@ -173,6 +174,28 @@ SHAPE_OPS = {"OnnxShape"}  # their value is fixed by the input shapes, not the i
 
 def _node_inputs(node: fx.Node) -> list[fx.Node]:
     return list(node.all_input_nodes)
+
+
+def set_outputs(gm: fx.GraphModule, model) -> None:
+    """Return exactly the ONNX graph's outputs, in order: onnx2torch returns whole nodes (both outputs
+    of a TopK or Split whose one output is a graph output). Raises KeyError for an output that is no
+    node's (a graph input or an initializer)."""
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    graph = OnnxGraph(model.graph)
+    by_target = {n.target: n for n in gm.graph.nodes if n.op == "call_module"}
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    outs = []
+    with gm.graph.inserting_before(output):
+        for name in graph.output_values:
+            node, index = graph.value_as_node_output(name)
+            value = by_target[node.unique_name]
+            if len(node.output_values) > 1:
+                value = gm.graph.call_function(operator.getitem, (value, index))
+            outs.append(value)
+    output.args = (outs[0] if len(outs) == 1 else tuple(outs),)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
 
 
 def specialize(gm: fx.GraphModule, example: tuple) -> tuple[fx.GraphModule, dict]:
