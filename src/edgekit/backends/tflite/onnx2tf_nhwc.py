@@ -55,7 +55,7 @@ class SavedModelFromOnnxNhwc(SavedModelFromOnnx):
         inner_dir.mkdir()
         inner = super().convert(artifact, inner_dir, ctx)
         final = out_dir / "saved_model"
-        moved_in, moved_out = wrap_nchw(inner, final, ctx.source, Path(artifact.path), self.name())
+        moved_in, moved_out = wrap_nchw(inner, final, ctx.source, Path(artifact.path), self.name(), ctx.data)
         shutil.rmtree(inner_dir, ignore_errors=True)
         ctx.notes.append("onnx2tf NHWC layout; the artifact takes the source's layout: "
                          + (f"inputs {', '.join(moved_in)} transposed channels-last inside" if moved_in
@@ -64,9 +64,10 @@ class SavedModelFromOnnxNhwc(SavedModelFromOnnx):
         return final
 
 
-def wrap_nchw(inner: Path, final: Path, source, onnx_path: Path, edge: str) -> tuple[list, list]:
+def wrap_nchw(inner: Path, final: Path, source, onnx_path: Path, edge: str, data=None) -> tuple[list, list]:
     """Save at ``final`` a SavedModel that takes ``source``'s inputs and calls the NHWC one at ``inner``;
-    returns the input and output names it transposes."""
+    returns the input and output names it transposes. Which outputs to transpose back is measured on
+    a calibration sample of ``data`` (random inputs without it)."""
     tf = import_quietly("tensorflow", "tflite", "onnx2tf's NHWC route")
     with native_output_silenced():
         loaded = tf.saved_model.load(str(inner))
@@ -81,7 +82,7 @@ def wrap_nchw(inner: Path, final: Path, source, onnx_path: Path, edge: str) -> t
         for j, p in enumerate(perm):
             shape[p] = spec.shape[j]
         inputs.append((name, perm, tf.TensorSpec(shape, spec.dtype, name=name)))
-    out_perms = _output_perms(fn, source, inputs, onnx_path, edge)
+    out_perms = _output_perms(fn, source, inputs, onnx_path, edge, data)
 
     @tf.function(input_signature=[spec for _, _, spec in inputs])
     def serve(*xs):
@@ -112,7 +113,7 @@ def _input_perm(spec, tf_spec, edge) -> tuple[int, ...]:
                           f"source's {list(spec.shape)}.")
 
 
-def _output_perms(fn, source, inputs, onnx_path: Path, edge) -> dict:
+def _output_perms(fn, source, inputs, onnx_path: Path, edge, data=None) -> dict:
     """Run the NHWC model and ONNX Runtime on the same inputs; an output whose values match only once
     moved channels-first is transposed back."""
     import onnxruntime as ort
@@ -120,10 +121,15 @@ def _output_perms(fn, source, inputs, onnx_path: Path, edge) -> dict:
 
     rng = np.random.default_rng(0)
     feed = {}
+    calib = data.calib if data is not None and data.n_calib else {}
     for s in source.inputs:
         dtype = np.dtype(s.dtype)
-        shape = s.fixed_shape()
-        feed[s.name] = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
+        if s.name in calib:  # a real sample (its shape fixes any dynamic dimension)
+            a = calib[s.name]
+            feed[s.name] = np.ascontiguousarray(a[0] if s.name in data.stacked else a[:1]).astype(dtype)
+        else:
+            shape = s.fixed_shape()
+            feed[s.name] = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
     try:

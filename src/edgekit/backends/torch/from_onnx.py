@@ -96,6 +96,12 @@ class TorchFromOnnx(Converter):
         import torch
 
         src = ctx.source
+        for s in src.inputs:
+            if any(not isinstance(d, int) for d in s.shape[1:]):
+                dims = "x".join(str(d) if isinstance(d, int) else "?" for d in s.shape)
+                raise ConversionError(self.name(), f"input '{s.name}' has dynamic dimensions ({dims}); the module is "
+                                      "built for fixed shapes.", f"Give them sizes: --input {s.name}:{dims} with "
+                                      "each ? a number.")
         feed = _examples(src.inputs)
         model = onnx.load(str(artifact.path))
         model, how = prep.fix_shapes(model, src.inputs, _quiet)
