@@ -49,7 +49,8 @@ def device_fingerprint(device) -> str:
 def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
     material = {"edge": edge.name(), "rev": edge.revision, "in": artifact.digest, "versions": edge.versions(),
                 # --input may fix a dynamic dim: edges that export or specialize at the declared shapes differ
-                "inputs": [s.to_json() for s in ctx.source.inputs]}
+                "inputs": [(s.name, [d if isinstance(d, int) else None for d in s.shape], s.dtype)
+                           for s in ctx.source.inputs]}
     if edge.on_device:
         material["device"] = device_fingerprint(ctx.device)
     if ctx.target.options and ctx.recipe is not None:
