@@ -105,6 +105,7 @@ class TorchFromOnnx(Converter):
         feed = _examples(src.inputs)
         model = onnx.load(str(artifact.path))
         model, how = prep.fix_shapes(model, src.inputs, _quiet)
+        prep.constants_to_initializers(model)
         prep.drop_idle_allowzero(model)
         onnx2torch = import_onnx2torch()
         model, opset_note = prep.fit_opset(model)

@@ -102,6 +102,25 @@ def fit_opset(model):
     return out, f"opset {default} -> {OPSET}"
 
 
+def constants_to_initializers(model) -> int:
+    """Constant nodes (how some exporters, paddle2onnx among them, store weights) as initializers:
+    onnx2torch reads Conv/Gemm/BatchNorm weights from the initializers only (KeyError otherwise)."""
+    from onnx import numpy_helper
+
+    kinds = {"value": lambda a: numpy_helper.to_array(a.t), "value_float": lambda a: np.array(a.f, np.float32),
+             "value_floats": lambda a: np.array(list(a.floats), np.float32),
+             "value_int": lambda a: np.array(a.i, np.int64), "value_ints": lambda a: np.array(list(a.ints), np.int64)}
+    moved = []
+    for n in model.graph.node:
+        if n.op_type == "Constant" and _std(n.domain) == "" and len(n.attribute) == 1 and n.attribute[0].name in kinds:
+            model.graph.initializer.append(numpy_helper.from_array(kinds[n.attribute[0].name](n.attribute[0]),
+                                                                   n.output[0]))
+            moved.append(n)
+    for n in moved:
+        model.graph.node.remove(n)
+    return len(moved)
+
+
 def drop_idle_allowzero(model) -> None:
     """``Reshape(allowzero=1)`` (the dynamo exporter writes it) only differs from the default when the
     shape holds a 0; onnx2torch refuses the attribute, so drop it where the shape is a constant
