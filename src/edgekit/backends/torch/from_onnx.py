@@ -155,10 +155,11 @@ class TorchFromOnnx(Converter):
         return path
 
     def _check_ops(self, model):
-        for op, opset in prep.unsupported(model):
-            if op in TORCHVISION_OPS and uses_stand_in():
+        if uses_stand_in():
+            for op in sorted(TORCHVISION_OPS & {n.op_type for n in model.graph.node}):
                 raise UnsupportedOperator(self.name(), op, "onnx2torch converts it with torchvision, which does not "
                                           "import here")
+        for op, opset in prep.unsupported(model):
             raise UnsupportedOperator(self.name(), op, f"onnx2torch 1.5.15 has no converter for it at opset {opset}")
 
 
