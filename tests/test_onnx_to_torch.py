@@ -171,7 +171,7 @@ def digits_onnx(tmp_path_factory, digits_source, digits_data):
 
 
 @pytest.mark.tflite
-@pytest.mark.parametrize("name", ["tflite", "tflite-int8-io"])
+@pytest.mark.parametrize("name", ["tflite", pytest.param("tflite-int8-io", marks=pytest.mark.slow)])
 def test_onnx_reaches_litert_torch_when_onnx2tf_cannot(name, digits_onnx, monkeypatch):
     from edgekit.backends.tflite.onnx2tf import SavedModelFromOnnx
     from edgekit.backends.tflite.onnx2tf_nhwc import SavedModelFromOnnxNhwc
@@ -191,3 +191,46 @@ def test_onnx_reaches_litert_torch_when_onnx2tf_cannot(name, digits_onnx, monkey
     assert p["n"] == 450 and abs(p["task_delta_points"]) <= 1.0
     if target.recipe == "none":
         assert p["outputs"][0]["cosine_mean"] > 0.99999
+
+
+def _installed_file(dist: str, rel: str):
+    import importlib.metadata
+
+    try:
+        d = importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    path = d.locate_file(rel)
+    return path if path.exists() else None
+
+
+@pytest.mark.slow
+@pytest.mark.tflite
+def test_a_real_model_onnx2tf_cannot_convert_goes_through_torch(tmp_path):
+    """PP-OCR's text-direction classifier (MobileNetV3 from paddle2onnx, shipped in rapidocr-onnxruntime;
+    weights as Constant nodes, dynamic height and width): onnx2tf fails on it in both layouts, and
+    onnx -> torch -> tflite converts it, exactly."""
+    from edgekit.core.data import random_dataset
+    from edgekit.core.signature import TensorSpec
+    from edgekit.backends.onnx.reference import OnnxReference
+
+    path = _installed_file("rapidocr-onnxruntime", "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx")
+    if path is None:
+        pytest.skip("rapidocr-onnxruntime (the corpus' PP-OCR models) is not installed")
+    source = load_source(str(path), [TensorSpec("x", (1, 3, 48, 192), "float32")])
+    data = random_dataset(source.inputs, n_calib=16, n_eval=32).check_against(source.inputs)
+    ref = OnnxReference(source, LocalDevice)
+    try:
+        reference = ref.outputs(data.eval)
+    finally:
+        ref.close()
+    target = get_target("tflite")
+    result = convert(source, target, data, tmp_path / "out")
+    m = result.manifest
+    assert [s["edge"] for s in m["route"]] == ["TorchFromOnnx", "TfliteFromTorch"]
+    failed = {f["edge"]: f["error"] for f in m["routes_failed"]}
+    assert {"SavedModelFromOnnx", "SavedModelFromOnnxNhwc"} <= set(failed), failed
+    assert all("onnx2tf failed" in failed[e] for e in ("SavedModelFromOnnx", "SavedModelFromOnnxNhwc")), failed
+    rec = measure(result.artifact, target.runtime, data, reference, target.tolerance, bench=None)
+    assert rec["parity"]["passed"], rec["parity"]["failures"]
+    assert rec["parity"]["outputs"][0]["cosine_mean"] > 0.99999
