@@ -24,6 +24,7 @@ CHECK_SAMPLES = 16
 TRACE_SAMPLES = 4
 NOISE_FLOOR = 0.05  # an activation's own int8 error below this is what int8 costs anyway
 TENSORS_PER_ROUND, NODES_PER_ROUND = 8, 4
+TRIM_ABOVE = 8  # a round that reaches the aim with more layers float than this tries half of them
 # what the quantizers put in a node's place (besides QLinear*), named after the node they replace
 INTEGER_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "ConvInteger", "QGemm", "QAttention",
                "DynamicQuantizeLSTM", "QEmbedLayerNormalization", "QOrderedMatMul"}
@@ -185,22 +186,24 @@ def _culprits(pre, q_model, nodes, feeds, skip: set, level: int = 0) -> dict[str
     for n in nodes:
         for i in n.inputs:
             consumers.setdefault(i, []).append(n)
-    picks: dict[str, str] = {}
-    taken = 0
+    scored: list[tuple[float, list, str]] = []  # (score, nodes, why), one culprit each
     for v, t in noise:
-        if v < max(NOISE_FLOOR / wide, 0.4 / wide * noise[0][0]) or taken >= TENSORS_PER_ROUND * wide:
+        if v < max(NOISE_FLOOR / wide, 0.4 / wide * noise[0][0]) or len(scored) >= TENSORS_PER_ROUND * wide:
             break
         base = t[:-len("_QuantizeLinear_Input")] if t.endswith("_QuantizeLinear_Input") else t  # a graph output
-        new = [g for g in _float_group(base, producer, consumers) if g not in skip and g not in picks]
-        for g in new:
-            picks[g] = f"activation '{t}' loses {v:.0%} to int8"
-        taken += bool(new)
+        group = [g for g in _float_group(base, producer, consumers) if g not in skip]
+        if group:
+            scored.append((v, group, f"activation '{t}' loses {v:.0%} to int8"))
     used = {t: errs[d] for d, t in pairs.items() if d in errs}  # a consumer reads the dequantized value
-    found = P.jumps(nodes, errs, among=involved(q_model, nodes) - skip - set(picks), floor=NOISE_FLOOR / wide,
+    found = P.jumps(nodes, errs, among=involved(q_model, nodes) - skip, floor=NOISE_FLOOR / wide,
                     errs_in={**errs, **used})
     for jump, name, e_in, e_out in found[:NODES_PER_ROUND * wide]:
         if jump >= 0.5 / wide * found[0][0]:
-            picks[name] = f"error {e_in:.2f} -> {e_out:.2f}"
+            scored.append((jump, [name], f"error {e_in:.2f} -> {e_out:.2f}"))
+    picks: dict[str, str] = {}  # worst culprit first
+    for _, group, why in sorted(scored, key=lambda c: -c[0]):
+        for g in group:
+            picks.setdefault(g, why)
     return picks
 
 
@@ -258,10 +261,30 @@ def repair(pre, quantize, keep: list[str], data, floor: float, aim: float) -> Re
             continue
         gain = cos - out.history[-1]
         level = level + 1 if gain < 0.25 * (aim - out.history[-1]) else level
+        if cos >= aim and len(picks) > TRIM_ABOVE:  # overshot with many layers: do the worst half suffice?
+            picks, path, cos = _trim(picks, path, cos, lambda ex: quantize(list(keep) + list(out.excluded) + ex),
+                                     check, aim)
         out.excluded.update(picks)
         out.path = path
         out.history.append(cos)
     return out
+
+
+def _trim(picks: dict, path, cos: float, quantize, check, aim: float):
+    """Keep only the worst half of ``picks`` float while that still reaches ``aim`` (twice at most)."""
+    for _ in range(2):
+        if len(picks) <= TRIM_ABOVE:
+            break
+        half = dict(list(picks.items())[:len(picks) // 2])
+        try:
+            p = quantize(list(half))
+            c = check(p)
+        except Exception:
+            break
+        if c < aim:
+            break
+        picks, path, cos = half, p, c
+    return picks, path, cos
 
 
 def excluded_note(excluded: dict, limit: int = 12) -> str:
