@@ -24,10 +24,10 @@ CHECK_SAMPLES = 16
 TRACE_SAMPLES = 4
 NOISE_FLOOR = 0.05  # an activation's own int8 error below this is what int8 costs anyway
 TENSORS_PER_ROUND, NODES_PER_ROUND = 8, 4
-PLUMBING = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
-INTEGER_OPS = {"MatMulInteger": "MatMul", "DynamicQuantizeMatMul": "MatMul", "MatMulIntegerToFloat": "MatMul",
-               "ConvInteger": "Conv", "QGemm": "Gemm", "QAttention": "Attention", "DynamicQuantizeLSTM": "LSTM",
-               "QEmbedLayerNormalization": "EmbedLayerNormalization", "QOrderedMatMul": "MatMul"}
+TRIM_ABOVE = 8  # a round that reaches the aim with more layers float than this tries half of them
+# what the quantizers put in a node's place (besides QLinear*), named after the node they replace
+INTEGER_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "ConvInteger", "QGemm", "QAttention",
+               "DynamicQuantizeLSTM", "QEmbedLayerNormalization", "QOrderedMatMul"}
 LINEAR = ("MatMul", "Gemm", "Conv", "ConvTranspose", "Attention", "LSTM", "GRU", "RNN")
 INT_INIT = {2, 3, 6}  # UINT8, INT8, INT32 initializers: quantized weights and biases
 
@@ -174,8 +174,10 @@ def _float_group(tensor: str, producer: dict, consumers: dict) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _culprits(pre, q_model, nodes, feeds, skip: set) -> dict[str, str]:
-    """One round: {node name: why} for the layers to keep float next."""
+def _culprits(pre, q_model, nodes, feeds, skip: set, level: int = 0) -> dict[str, str]:
+    """One round: {node name: why} for the layers to keep float next. ``level`` > 0 when the last
+    round did not help much: the error is spread out, so more (and smaller) culprits are taken."""
+    wide = 2 ** level
     pairs = qdq_pairs(q_model)
     errs = P.trace(pre, q_model, feeds, pairs)
     noise = sorted(((v, t) for t, v in qdq_noise(q_model, pairs, feeds).items()), reverse=True) if pairs else []
@@ -184,21 +186,24 @@ def _culprits(pre, q_model, nodes, feeds, skip: set) -> dict[str, str]:
     for n in nodes:
         for i in n.inputs:
             consumers.setdefault(i, []).append(n)
-    picks: dict[str, str] = {}
-    taken = 0
+    scored: list[tuple[float, list, str]] = []  # (score, nodes, why), one culprit each
     for v, t in noise:
-        if v < max(NOISE_FLOOR, 0.4 * noise[0][0]) or taken >= TENSORS_PER_ROUND:
+        if v < max(NOISE_FLOOR / wide, 0.4 / wide * noise[0][0]) or len(scored) >= TENSORS_PER_ROUND * wide:
             break
-        new = [g for g in _float_group(t, producer, consumers) if g not in skip and g not in picks]
-        for g in new:
-            picks[g] = f"activation '{t}' loses {v:.0%} to int8"
-        taken += bool(new)
+        base = t[:-len("_QuantizeLinear_Input")] if t.endswith("_QuantizeLinear_Input") else t  # a graph output
+        group = [g for g in _float_group(base, producer, consumers) if g not in skip]
+        if group:
+            scored.append((v, group, f"activation '{t}' loses {v:.0%} to int8"))
     used = {t: errs[d] for d, t in pairs.items() if d in errs}  # a consumer reads the dequantized value
-    found = P.jumps(nodes, errs, among=involved(q_model, nodes) - skip - set(picks), floor=NOISE_FLOOR,
+    found = P.jumps(nodes, errs, among=involved(q_model, nodes) - skip, floor=NOISE_FLOOR / wide,
                     errs_in={**errs, **used})
-    for jump, name, e_in, e_out in found[:NODES_PER_ROUND]:
-        if jump >= 0.5 * found[0][0]:
-            picks[name] = f"error {e_in:.2f} -> {e_out:.2f}"
+    for jump, name, e_in, e_out in found[:NODES_PER_ROUND * wide]:
+        if jump >= 0.5 / wide * found[0][0]:
+            scored.append((jump, [name], f"error {e_in:.2f} -> {e_out:.2f}"))
+    picks: dict[str, str] = {}  # worst culprit first
+    for _, group, why in sorted(scored, key=lambda c: -c[0]):
+        for g in group:
+            picks.setdefault(g, why)
     return picks
 
 
@@ -212,9 +217,13 @@ class Repair:
     problem: str = ""  # the analysis failed: why (the model is then left to the proof)
 
 
+def _first_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+
+
 def repair(pre, quantize, keep: list[str], data, floor: float, aim: float) -> Repair:
     """Quantize, check, and while the cosine is below ``floor`` keep float the layers responsible
-    (then on up to ``aim``), at most ROUNDS times. ``quantize(exclude) -> path``."""
+    (then on up to ``aim``), at most ROUNDS times. ``quantize(exclude) -> path`` (a new file each time)."""
     import onnx
 
     sess = P.session(pre)
@@ -226,23 +235,56 @@ def repair(pre, quantize, keep: list[str], data, floor: float, aim: float) -> Re
         return P.final_cosine(ref, P.outputs(P.session(str(path)), feeds))[0]
 
     out = Repair(quantize(list(keep)), [], len(feeds))
-    out.history.append(check(out.path))
+    try:
+        out.history.append(check(out.path))
+    except Exception as e:
+        raise RuntimeError(f"the int8 model does not load in onnxruntime ({_first_line(e)})") from e
+    level, tried = 0, set()
     for r in range(ROUNDS + 1):
         if out.history[-1] >= (aim if out.excluded else floor):
             break
-        skip = set(keep) | set(out.excluded)
+        skip = set(keep) | set(out.excluded) | tried
         try:
-            picks = _culprits(pre, onnx.load(str(out.path)), nodes, feeds[:TRACE_SAMPLES], skip)
+            picks = _culprits(pre, onnx.load(str(out.path)), nodes, feeds[:TRACE_SAMPLES], skip, level)
         except Exception as e:  # the analysis is a help, not a requirement: the proof still judges
-            out.problem = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+            out.problem = f"the search for the layers responsible failed ({_first_line(e)})"
             break
         if r == ROUNDS or not picks:
             out.suspects = picks
             break
+        path = quantize(list(keep) + list(out.excluded) + list(picks))
+        try:
+            cos = check(path)
+        except Exception as e:  # ORT refuses some QDQ patterns: leave these layers int8, try others
+            tried.update(picks)
+            out.problem = f"onnxruntime refused the model with {', '.join(list(picks)[:4])}... float ({_first_line(e)})"
+            continue
+        gain = cos - out.history[-1]
+        level = level + 1 if gain < 0.25 * (aim - out.history[-1]) else level
+        if cos >= aim and len(picks) > TRIM_ABOVE:  # overshot with many layers: do the worst half suffice?
+            picks, path, cos = _trim(picks, path, cos, lambda ex: quantize(list(keep) + list(out.excluded) + ex),
+                                     check, aim)
         out.excluded.update(picks)
-        out.path = quantize(list(keep) + list(out.excluded))
-        out.history.append(check(out.path))
+        out.path = path
+        out.history.append(cos)
     return out
+
+
+def _trim(picks: dict, path, cos: float, quantize, check, aim: float):
+    """Keep only the worst half of ``picks`` float while that still reaches ``aim`` (twice at most)."""
+    for _ in range(2):
+        if len(picks) <= TRIM_ABOVE:
+            break
+        half = dict(list(picks.items())[:len(picks) // 2])
+        try:
+            p = quantize(list(half))
+            c = check(p)
+        except Exception:
+            break
+        if c < aim:
+            break
+        picks, path, cos = half, p, c
+    return picks, path, cos
 
 
 def excluded_note(excluded: dict, limit: int = 12) -> str:

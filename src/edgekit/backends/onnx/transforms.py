@@ -154,18 +154,19 @@ class QuantizedOnnxFromOnnx(Converter):
         dynamic = recipe.kind == "int8-dynamic"
 
         def quantize(exclude: list[str]) -> Path:
-            (self._dynamic if dynamic else self._static)(pre, path, ctx, exclude)
-            return path
+            made = work / f"int8-{len(list(work.glob('int8-*.onnx')))}.onnx"
+            (self._dynamic if dynamic else self._static)(pre, made, ctx, exclude)
+            return made
 
         data = ctx.data if ctx.data is not None and ctx.data.n_calib else None
         if data is None:  # dynamic int8 needs no data; without it, nothing is checked here
-            quantize(keep)
+            made = quantize(keep)
             ctx.notes.append("no calibration data: int8 parity not checked nor repaired at conversion")
         else:
             tol = ctx.target.tolerance
             floor, aim = tol.smoke_cosine, max(tol.smoke_cosine, 1.0 - (1.0 - tol.min_cosine) * 0.75)
             fix = repair(model, quantize, keep, data, floor, aim)
-            path, history, n = fix.path, fix.history, fix.samples
+            made, history, n = fix.path, fix.history, fix.samples
             trail = " -> ".join(f"{c:.4f}" for c in history)
             if fix.excluded:
                 ctx.notes.append(f"int8 collapsed (cosine {history[0]:.4f} < {floor:.4f} on {n} calibration "
@@ -174,7 +175,7 @@ class QuantizedOnnxFromOnnx(Converter):
             else:
                 ctx.notes.append(f"int8 vs float cosine on {n} calibration samples: {trail}")
             if fix.problem:
-                ctx.notes.append(f"the search for the layers responsible failed ({fix.problem})")
+                ctx.notes.append(fix.problem)
             if history[-1] < floor and not fix.problem:
                 blamed = list(dict.fromkeys(list(fix.suspects) + list(fix.excluded)))
                 named = ", ".join(blamed[:8]) + (f" (+{len(blamed) - 8} more)" if len(blamed) > 8 else "")
@@ -182,6 +183,7 @@ class QuantizedOnnxFromOnnx(Converter):
                                       f"calibration samples ({trail}; {len(fix.excluded)} layers kept float); "
                                       f"layers responsible: {named or 'none found'}.",
                                       "A gentler recipe (int8 on the linear layers only, dynamic int8) or fp16.")
+        shutil.move(str(made), str(path))
         counts = quantized_counts(model, onnx.load(str(path), load_external_data=False))
         if dynamic:
             head = f"dynamic int8 ({'per-channel' if recipe.weights_per_channel else 'per-tensor'} weights)"
