@@ -36,11 +36,19 @@ if [ ! -f "$stamp" ]; then
   # (pip then reports onnx2tf's stale pins as "dependency conflicts": expected, and harmless at run time)
   step "onnx2tf and tf-keras without their stale pins (what 'edgekit setup tflite' does)"
   pip install $C --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
+  step "onnx2torch without its torchvision requirement (what 'edgekit setup torch' does)"
+  pip install $C --no-deps onnx2torch==1.5.15   # the registry's torchvision does not import beside a CPU torch
   step "ray (sweeps on a Ray cluster)"
   pip install $C ray==2.60.0   # sweeps on a Ray cluster (--workers ray); not an extra
+  # the test corpus of third-party ONNX models (tests/corpus): only the .onnx files inside these wheels
+  # are used, never their Python code, so none of their dependencies is installed (--no-deps)
+  step "the test corpus's model packages (their .onnx files only)"
+  pip install $C --no-deps silero-vad==6.2.3 rapidocr-onnxruntime==1.4.4 nudenet==3.4.2 magika==1.0.3
   step "checking every stack imports"
   TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -W ignore -c "import torch, onnxruntime, tensorflow, ai_edge_litert, onnx2tf, tf_keras, litert_torch, mlflow; assert torch.__version__.startswith('2.13.0')" >>"$LOG" 2>&1 \
     || { echo "install check failed: see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
+  "$VENV/bin/python" -W ignore -c "from edgekit.backends.torch.from_onnx import import_onnx2torch; import_onnx2torch()" >>"$LOG" 2>&1 \
+    || { echo "install check failed (onnx2torch): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
   rm -f "$VENV"/.edgekit-install-*
   touch "$stamp"
 else

@@ -8,8 +8,8 @@ scripts/install.sh
 # The emulated ARM64 device's root is built once per machine (~4 min, cached in ~/.cache/edgekit);
 # with it in place the QEMU tests are part of the default suite.
 if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
-  .venv/bin/python -c "from edgekit.devices.qemu import build_rootfs; build_rootfs(progress=lambda m: print('  arm64 root:', m, flush=True))" \
+  "${EDGEKIT_VENV:-.venv}"/bin/python -c "from edgekit.devices.qemu import build_rootfs; build_rootfs(progress=lambda m: print('  arm64 root:', m, flush=True))" \
     || echo "note: could not build the emulated ARM64 root; its tests are skipped as slow" >&2
 fi
 if [ $# -eq 0 ]; then set -- -m "not slow"; fi
-exec .venv/bin/python -m pytest "$@"
+exec "${EDGEKIT_VENV:-.venv}"/bin/python -m pytest "$@"

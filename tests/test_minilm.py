@@ -1,7 +1,8 @@
 """MiniLM (all-MiniLM-L6-v2) end to end on real sentences. Slow: onnx2tf takes ~4 min on it.
 
 Done-when figures: dynamic int8 embeddings keep cosine >= 0.98 to fp32 for ONNX and TFLite;
-static int8 is measured and reported whatever it gives (printed, not asserted).
+static int8 on every op collapses (smoke cosine ~0.85) and is repaired by keeping the layers
+responsible float (asserted >= 0.975 held-out); static int8 on the linear layers is measured.
 """
 import pytest
 
@@ -47,13 +48,31 @@ def test_dynamic_int8_keeps_cosine(name, minilm):
     assert o["cosine_mean"] >= 0.98 and rec["parity"]["passed"]
 
 
-@pytest.mark.parametrize("name", ["onnx-int8", "onnx-int8-linear"])
-def test_static_int8_is_measured(name, minilm):
+def test_static_int8_collapse_is_repaired(minilm):
+    """Static int8 on every op collapses MiniLM: the FFN outputs and residual sums have outlier
+    channels, so a per-tensor int8 scale leaves the other channels a few steps. The repair finds
+    them on the calibration samples and keeps them (and their consumers) float."""
     src, data, ref, out = minilm
-    target = get_target(name)
+    target = get_target("onnx-int8")
     res = convert(src, target, data, out)
     rec = measure(res.artifact, target.runtime, data, ref, target.tolerance, bench=QUICK)
     o = rec["parity"]["outputs"][0]
-    print(f"\nMiniLM {name} (static int8): cosine mean {o['cosine_mean']:.5f} min {o['cosine_min']:.5f}, "
+    notes = res.manifest["route"][-1]["notes"]
+    print(f"\nMiniLM onnx-int8 (static, repaired): held-out cosine mean {o['cosine_mean']:.5f} min "
+          f"{o['cosine_min']:.5f}, passed={rec['parity']['passed']}, p50 {rec['bench']['p50_ms']:.2f} ms, "
+          f"{res.manifest['route'][-1]['seconds']:.0f} s to convert, notes {notes}")
+    collapsed = next(n for n in notes if n.startswith("int8 collapsed"))
+    assert float(collapsed.split("cosine ")[1].split(" ")[0]) < 0.9  # before: the collapse is real
+    assert any(n.startswith("kept float (") for n in notes)
+    assert o["cosine_mean"] >= 0.975
+
+
+def test_static_int8_linear_is_measured(minilm):
+    src, data, ref, out = minilm
+    target = get_target("onnx-int8-linear")
+    res = convert(src, target, data, out)
+    rec = measure(res.artifact, target.runtime, data, ref, target.tolerance, bench=QUICK)
+    o = rec["parity"]["outputs"][0]
+    print(f"\nMiniLM onnx-int8-linear (static int8): cosine mean {o['cosine_mean']:.5f} min {o['cosine_min']:.5f}, "
           f"passed={rec['parity']['passed']}, notes {res.manifest['route'][-1]['notes']}")
     assert 0 < o["cosine_mean"] <= 1

@@ -39,6 +39,8 @@ class FormatSpec:
     callable_specs: bool = False  # "file.py:fn" / "pkg.module:fn" sources build a model of this format
     live: bool = False  # held as a Python object while converting (no file of its own)
     loader: str = ""  # "module:function"(spec: str, path: Path | None, input_specs) -> Source
+    # live formats: "module:function"(path) -> the object, for a file an edge wrote (the next edge gets it as obj)
+    opener: str = ""
     reference: str = ""  # "module:Class"(source, device_factory) -> Reference
     operators: str = ""  # "module:function"(path) -> facts for pre-flight ({"counts": {(domain, op): n}, ...})
     operator_check: str = ""  # "module:function"(domain, op, edges) -> [(status, why)] or [] (pre-flight)
@@ -94,6 +96,9 @@ class SetupStep:
     pip: tuple[str, ...]
     provides: tuple[str, ...] = ()  # modules it installs: a missing one names `edgekit setup BACKEND`
     why: str = ""
+    # "module:function" of the backend that imports what the step installed (when a plain import of the
+    # provided modules is not how edgekit imports them); default: import each provided module
+    check: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,7 @@ def load_backend(package: str, root: Path) -> Backend:
             runtimes.append(RuntimeSpec(**r, backend=name, root=root))
         except TypeError as e:
             raise SpecError(f"{where} [[runtimes]]: {e}.") from None
-    steps = tuple(SetupStep(**{k: _tuple(v) for k, v in _table(s, {"pip", "provides", "why"},
+    steps = tuple(SetupStep(**{k: _tuple(v) for k, v in _table(s, {"pip", "provides", "why", "check"},
                                                                   f"{where} [[setup]]").items()})
                   for s in data.get("setup", []))
     options = data.get("options", {})

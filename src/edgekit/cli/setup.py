@@ -46,7 +46,7 @@ def cmd_setup(args) -> int:
             raise SetupFailed(f"'pip install {' '.join(step.pip)}' failed for backend '{backend.name}': "
                               f"{(last or ['no output'])[-1][:200]}.",
                               f"Install the '{backend.extra}' extra first: pip install 'edgekit[{backend.extra}]'.")
-        missing = [m for m in step.provides if not _imports(m)]
+        missing = [m for m in step.provides if not _imports(m, backend, step.check)]
         if missing:
             from ..core.errors import SetupFailed
 
@@ -77,6 +77,9 @@ def _pins(step_args=()):
         os.unlink(f.name)
 
 
-def _imports(module: str) -> bool:
-    """Import in a child process (a fresh interpreter sees what pip just installed)."""
-    return subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode == 0
+def _imports(module: str, backend=None, check: str = "") -> bool:
+    """Import in a child process (a fresh interpreter sees what pip just installed); through the
+    backend's ``check`` hook when the step names one."""
+    code = (f"from edgekit.backends import get_backend; get_backend({backend.name!r}).hook({check!r})()" if check
+            else f"import {module}")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -47,7 +47,10 @@ def device_fingerprint(device) -> str:
 
 
 def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
-    material = {"edge": edge.name(), "rev": edge.revision, "in": artifact.digest, "versions": edge.versions()}
+    material = {"edge": edge.name(), "rev": edge.revision, "in": artifact.digest, "versions": edge.versions(),
+                # --input may fix a dynamic dim: edges that export or specialize at the declared shapes differ
+                "inputs": [(s.name, [d if isinstance(d, int) else None for d in s.shape], s.dtype)
+                           for s in ctx.source.inputs]}
     if edge.on_device:
         material["device"] = device_fingerprint(ctx.device)
     if ctx.target.options and ctx.recipe is not None:
@@ -55,7 +58,7 @@ def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
     if ctx.recipe is not None:
         material["recipe"] = repr(ctx.recipe)
         material["io_dtype"] = ctx.target.io_dtype
-        if ctx.recipe.needs_calibration and ctx.data is not None:
+        if (ctx.recipe.needs_calibration or edge.uses_data) and ctx.data is not None:
             material["calib"] = ctx.data.calib_digest()
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -70,7 +73,7 @@ def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         step = _Step(edge.name(), meta["seconds"], True, meta["versions"], meta.get("notes", []))
-        return Artifact(edge.dst, meta.get("digest", key), entry / meta["artifact"]), step
+        return _opened(Artifact(edge.dst, meta.get("digest", key), entry / meta["artifact"])), step
     t0 = time.perf_counter()
     with atomic_dir(entry) as tmp:
         ctx.notes = []
@@ -84,7 +87,19 @@ def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _
                                        "versions": versions, "notes": ctx.notes, "input": artifact.digest,
                                        "digest": digest})
         name = Path(produced).name
-    return Artifact(edge.dst, digest, entry / name), _Step(edge.name(), seconds, False, versions, list(ctx.notes))
+    return _opened(Artifact(edge.dst, digest, entry / name)), _Step(edge.name(), seconds, False, versions,
+                                                                    list(ctx.notes))
+
+
+def _opened(art: Artifact) -> Artifact:
+    """An edge writes a file even when its format is held live: the next edge gets the object too."""
+    from ..backends import backend_of_format, get_format
+
+    fmt = get_format(art.format)
+    if not (fmt.live and fmt.opener):
+        return art
+    obj = backend_of_format(art.format).hook(fmt.opener)(Path(art.path))
+    return Artifact(art.format, art.digest, art.path, obj)
 
 
 def convert(source, target: Target, data=None, out_root: Path = Path("out"), the_plan: Plan | None = None,

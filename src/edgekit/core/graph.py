@@ -59,6 +59,9 @@ class Converter:
     # True: must run on the device that will run the artifact (an engine built for its GPU, tuning
     # by measuring there); it gets ``ctx.device`` and its cached outputs are keyed by that device.
     on_device: ClassVar[bool] = False
+    # True: reads ``ctx.data`` even when its recipe needs no calibration (what it keeps at a higher
+    # precision is found on the samples), so its cached output is keyed by the calibration data too
+    uses_data: ClassVar[bool] = False
 
     def __init_subclass__(cls, register: bool = True, **kw):
         super().__init_subclass__(**kw)

@@ -35,6 +35,11 @@ class Source:
     example: dict = field(default_factory=dict)  # name -> numpy example input (batch 1)
     size_bytes: int | None = None  # what a deployment of the source would carry (file size, or weights)
 
+    def examples(self) -> dict:
+        """An example (batch 1) for every input: the source's own, else zeros at the input's fixed shape."""
+        return {s.name: self.example[s.name] if s.name in self.example else np.zeros(s.fixed_shape(), s.dtype)
+                for s in self.inputs}
+
     def describe(self) -> str:
         ins = ", ".join(f"{s.name}:{'x'.join(str(d) for d in s.shape)}:{s.dtype}" for s in self.inputs)
         return f"{self.spec} [{self.format}] inputs {ins} -> outputs {', '.join(self.outputs)}"

@@ -32,7 +32,9 @@ def _onnx(path: Path, input_specs) -> Source:
         if i.name in inits:
             continue
         t = i.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
+        # some exporters (paddle2onnx) write a dynamic dimension as dim_value -1
+        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
+                     for d in t.shape.dim)
         specs.append(TensorSpec(i.name, dims, ONNX_DTYPES.get(t.elem_type, "float32")))
     if input_specs:
         specs = override_specs(specs, input_specs, path)

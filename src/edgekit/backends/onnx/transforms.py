@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -16,18 +17,13 @@ from .ops import check_standard_ops
 HUGE = 1e4  # constants beyond this (additive attention masks, -inf stand-ins) must stay float
 
 
-def _count_ops(path: Path, *types: str) -> int:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return sum(1 for n in model.graph.node if n.op_type in types)
-
-
 class Fp16OnnxFromOnnx(Converter):
     src, dst = "onnx", "onnx"
     recipes = frozenset({"fp16"})
     requires = (("onnx", "onnx"), ("onnxruntime", "onnx"))
     tools = ("onnx", "onnxruntime")
+    uses_data = True  # what stays fp32 is found on the calibration samples
+    revision = 2
 
     @classmethod
     def judge(cls, domain, op, target, recipe, facts):
@@ -43,14 +39,35 @@ class Fp16OnnxFromOnnx(Converter):
 
     def convert(self, artifact, out_dir, ctx):
         import onnx
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        from .fp16 import keep_fp32, kept_note, to_fp16
 
         check_standard_ops(artifact.path, self.name())
         model = onnx.load(str(artifact.path))
-        model = convert_float_to_float16(model, keep_io_types=True)
         path = out_dir / "model.onnx"
-        onnx.save(model, str(path))
-        ctx.notes.append("float16 weights and compute, float32 I/O (keep_io_types)")
+        data = ctx.data if ctx.data is not None and ctx.data.n_calib else None
+        if data is None:
+            onnx.save(to_fp16(model), str(path))
+            ctx.notes.append("float16 weights and compute, float32 I/O (keep_io_types)")
+            ctx.notes.append("no calibration data: every node is fp16, none checked for fp16 range or error "
+                             "(pass --data to keep in fp32 what fp16 cannot hold)")
+            return path
+        aim = 1.0 - (1.0 - ctx.target.tolerance.min_cosine) / 10
+        try:
+            half, why, before, after, n = keep_fp32(model, data, aim)
+        except Exception as e:  # the analysis is a help, not a requirement: the proof still judges
+            onnx.save(to_fp16(model), str(path))
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            ctx.notes.append("float16 weights and compute, float32 I/O (keep_io_types); every node fp16: the "
+                             f"search for what must stay fp32 failed ({type(e).__name__}: {first})")
+            return path
+        onnx.save(half, str(path))
+        synthetic = " (synthetic data)" if data.synthetic else ""
+        ctx.notes.append(f"float16 weights and compute, float32 I/O (keep_io_types); {len(why)} nodes kept fp32")
+        if why:
+            ctx.notes.append(kept_note(why))
+        ctx.notes.append(f"fp16 vs fp32 cosine on {n} calibration samples{synthetic}: {after:.6f}"
+                         + (f" (all-fp16: {before:.6f})" if why else ""))
         return path
 
 
@@ -98,7 +115,8 @@ class QuantizedOnnxFromOnnx(Converter):
     calibration_methods = frozenset({"minmax", "entropy", "percentile"})
     requires = (("onnx", "onnx"), ("onnxruntime", "onnx"))
     tools = ("onnx", "onnxruntime")
-    revision = 3
+    uses_data = True  # dynamic int8 too: a collapse found on the calibration samples is repaired
+    revision = 4
 
     @classmethod
     def judge(cls, domain, op, target, recipe, facts):
@@ -116,7 +134,9 @@ class QuantizedOnnxFromOnnx(Converter):
 
     def convert(self, artifact, out_dir, ctx):
         import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from .int8 import counts_note, excluded_note, n_quantized, quantized_counts, repair
+        from .precision import name_nodes
 
         check_standard_ops(artifact.path, self.name())
         recipe = ctx.recipe
@@ -124,27 +144,56 @@ class QuantizedOnnxFromOnnx(Converter):
         work.mkdir()
         pre = work / "pre.onnx"
         self._preprocess(artifact.path, pre)
-        path = out_dir / "model.onnx"
         model = onnx.load(str(pre))
+        if name_nodes(model):  # nodes_to_exclude names nodes
+            onnx.save(model, str(pre))
+        path = out_dir / "model.onnx"
         keep = _float_islands(model)
         if keep:
             ctx.notes.append(f"kept float: {len(keep)} nodes fed by huge constants (e.g. an attention mask)")
-        if recipe.kind == "int8-dynamic":
-            quantize_dynamic(str(pre), str(path), weight_type=QuantType.QInt8,
-                             per_channel=recipe.weights_per_channel,
-                             nodes_to_exclude=keep, extra_options={"MatMulConstBOnly": True})
-            done = _count_ops(path, "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearConv",
-                              "QLinearMatMul", "DynamicQuantizeMatMul")
-            ctx.notes.append(f"dynamic int8: {done} integer/quantize nodes")
+        dynamic = recipe.kind == "int8-dynamic"
+
+        def quantize(exclude: list[str]) -> Path:
+            made = work / f"int8-{len(list(work.glob('int8-*.onnx')))}.onnx"
+            (self._dynamic if dynamic else self._static)(pre, made, ctx, exclude)
+            return made
+
+        data = ctx.data if ctx.data is not None and ctx.data.n_calib else None
+        if data is None:  # dynamic int8 needs no data; without it, nothing is checked here
+            made = quantize(keep)
+            ctx.notes.append("no calibration data: int8 parity not checked nor repaired at conversion")
         else:
-            self._static(pre, path, ctx, keep)
-            done = _count_ops(path, "QuantizeLinear")
-            cap = recipe.calibration.samples
-            ctx.notes.append(f"static int8 QDQ ({recipe.calibration.method}, "
-                             f"{'per-channel' if recipe.calibration.per_channel else 'per-tensor'}, "
-                             f"{calibration_text(min(ctx.data.n_calib, cap), ctx.data.n_calib, cap)}): "
-                             f"{done} QuantizeLinear nodes")
-        if done == 0:
+            tol = ctx.target.tolerance
+            floor, aim = tol.smoke_cosine, max(tol.smoke_cosine, 1.0 - (1.0 - tol.min_cosine) * 0.75)
+            fix = repair(model, quantize, keep, data, floor, aim)
+            made, history, n = fix.path, fix.history, fix.samples
+            trail = " -> ".join(f"{c:.4f}" for c in history)
+            if fix.excluded:
+                ctx.notes.append(f"int8 collapsed (cosine {history[0]:.4f} < {floor:.4f} on {n} calibration "
+                                 f"samples); layers kept float over {len(history) - 1} rounds: {trail}")
+                ctx.notes.append(excluded_note(fix.excluded))
+            else:
+                ctx.notes.append(f"int8 vs float cosine on {n} calibration samples: {trail}")
+            if fix.problem:
+                ctx.notes.append(fix.problem)
+            if history[-1] < floor and not fix.problem:
+                blamed = list(dict.fromkeys(list(fix.suspects) + list(fix.excluded)))
+                named = ", ".join(blamed[:8]) + (f" (+{len(blamed) - 8} more)" if len(blamed) > 8 else "")
+                raise ConversionError(self.name(), f"int8 collapses: cosine {history[-1]:.4f} < {floor:.4f} on {n} "
+                                      f"calibration samples ({trail}; {len(fix.excluded)} layers kept float); "
+                                      f"layers responsible: {named or 'none found'}.",
+                                      "A gentler recipe (int8 on the linear layers only, dynamic int8) or fp16.")
+        shutil.move(str(made), str(path))
+        counts = quantized_counts(model, onnx.load(str(path), load_external_data=False))
+        if dynamic:
+            head = f"dynamic int8 ({'per-channel' if recipe.weights_per_channel else 'per-tensor'} weights)"
+        else:
+            cal = recipe.calibration
+            used = min(ctx.data.n_calib, cal.samples)
+            head = (f"static int8 QDQ ({cal.method}, {'per-channel' if cal.per_channel else 'per-tensor'}, "
+                    f"{calibration_text(used, ctx.data.n_calib, cal.samples)})")
+        ctx.notes.append(f"{head}: {counts_note(counts)}")
+        if n_quantized(counts) == 0:
             raise ConversionError(self.name(), "the quantizer returned a model with nothing quantized in it.",
                                   "The graph may keep its weights in subgraphs (If/Loop) or non-initializers.")
         shutil.rmtree(work, ignore_errors=True)
@@ -153,24 +202,36 @@ class QuantizedOnnxFromOnnx(Converter):
     def _preprocess(self, src: Path, dst: Path) -> None:
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        try:
-            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        here = os.getcwd()
+        try:  # its symbolic shape inference writes temp files into the current folder: keep them in ours
+            os.chdir(dst.parent)
+            quant_pre_process(str(src.resolve()), str(dst.resolve()), skip_symbolic_shape=False)
         except Exception:
             shutil.copyfile(src, dst)  # pre-processing is an optimisation; quantize the model as it is
+        finally:
+            os.chdir(here)
 
-    def _static(self, pre: Path, path: Path, ctx, keep: list[str]) -> None:
+    def _dynamic(self, pre: Path, path: Path, ctx, exclude: list[str]) -> None:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        # the dynamic quantizer first splits each Gemm into '<name>_MatMul' + '<name>_Add'
+        exclude = [x for name in exclude for x in (name, f"{name}_MatMul", f"{name}_Add")]
+        quantize_dynamic(str(pre), str(path), weight_type=QuantType.QInt8, per_channel=ctx.recipe.weights_per_channel,
+                         nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True})
+
+    def _static(self, pre: Path, path: Path, ctx, exclude: list[str]) -> None:
+        import onnxruntime as ort
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                               quantize_static)
 
-        cal = ctx.recipe.calibration
-        import onnxruntime as ort
+        from .precision import feed_at
 
+        cal = ctx.recipe.calibration
         sess = ort.InferenceSession(str(pre), providers=["CPUExecutionProvider"])
         inputs = sess.get_inputs()
         del sess
-        data = ctx.data.calib
-        stacked = ctx.data.stacked
-        n = min(ctx.data.n_calib, cal.samples)
+        data = ctx.data
+        n = min(data.n_calib, cal.samples)
 
         class Reader(CalibrationDataReader):
             def __init__(self):
@@ -179,26 +240,17 @@ class QuantizedOnnxFromOnnx(Converter):
             def get_next(self):
                 if self.i >= n:
                     return None
-                feed = {}
-                for inp in inputs:
-                    arr = data[inp.name] if inp.name in data else next(iter(data.values()))
-                    dtype = {"tensor(float)": np.float32, "tensor(int64)": np.int64,
-                             "tensor(int32)": np.int32}.get(inp.type, np.float32)
-                    one = arr[self.i] if inp.name in stacked else arr[self.i:self.i + 1]
-                    feed[inp.name] = np.asarray(one).astype(dtype)
                 self.i += 1
-                return feed
+                return feed_at(inputs, data, self.i - 1)
 
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[cal.method]
         extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
         if cal.method == "percentile":
             extra["CalibPercentile"] = cal.percentile
-        if ctx.recipe.quantize_ops:
-            extra["op_types_to_quantize"] = list(ctx.recipe.quantize_ops)
-        op_types = extra.pop("op_types_to_quantize", None)
+        op_types = list(ctx.recipe.quantize_ops) or None
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
             quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=cal.per_channel,
                             op_types_to_quantize=op_types,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=method, nodes_to_exclude=keep, extra_options=extra)
+                            calibrate_method=method, nodes_to_exclude=exclude, extra_options=extra)

@@ -36,7 +36,10 @@ class TfliteFromTorch(Converter):
         import torch
 
         src = ctx.source
-        kwargs = {s.name: torch.from_numpy(src.example[s.name]) for s in src.inputs}
+        module = artifact.obj
+        feed = {name: torch.from_numpy(a) for name, a in src.examples().items()}
+        # by name when forward() takes the input names (the TFLite signature keeps them), else in order
+        args, kwargs = ((), feed) if _takes_names(module, feed) else (tuple(feed.values()), {})
         path = out_dir / "model.tflite"
         recipe = ctx.recipe
         try:
@@ -44,9 +47,9 @@ class TfliteFromTorch(Converter):
                 import litert_torch
 
                 if recipe is None or recipe.kind == "none":
-                    model = litert_torch.convert(artifact.obj, (), kwargs)
+                    model = litert_torch.convert(module, args, kwargs)
                 else:
-                    model = self._quantized(litert_torch, torch, artifact.obj, kwargs, ctx)
+                    model = self._quantized(litert_torch, torch, module, args, kwargs, ctx)
                 model.export(str(path))
         except ConversionError:
             raise
@@ -56,7 +59,7 @@ class TfliteFromTorch(Converter):
         ctx.notes.append("litert-torch" + (f", PT2E {recipe.kind}" if recipe and recipe.kind != "none" else ""))
         return path
 
-    def _quantized(self, litert_torch, torch, module, kwargs, ctx):
+    def _quantized(self, litert_torch, torch, module, args, kwargs, ctx):
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
         from litert_torch.quantize.quant_config import QuantConfig
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -66,18 +69,32 @@ class TfliteFromTorch(Converter):
         per_channel = True if dynamic else recipe.calibration.per_channel
         quantizer = PT2EQuantizer().set_global(
             get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic))
-        graph = torch.export.export(module, (), kwargs).module()
+        graph = torch.export.export(module, args, kwargs).module()
         graph = prepare_pt2e(graph, quantizer)
         if not dynamic:
             n = min(ctx.data.n_calib, recipe.calibration.samples)
+            dtypes = {s.name: np.dtype(s.dtype) for s in ctx.source.inputs}
             with torch.no_grad():
                 for i in range(n):
-                    feed = sample_feed({k: ctx.data.calib[k] for k in kwargs}, i, ctx.data.stacked)
-                    graph(**{k: torch.from_numpy(np.asarray(feed[k]).astype(v.numpy().dtype))
-                             for k, v in kwargs.items()})
+                    feed = sample_feed({k: ctx.data.calib[k] for k in dtypes}, i, ctx.data.stacked)
+                    batch = [torch.from_numpy(np.asarray(feed[k]).astype(t)) for k, t in dtypes.items()]
+                    if kwargs:
+                        graph(**dict(zip(dtypes, batch)))
+                    else:
+                        graph(*batch)
             ctx.notes.append(f"{calibration_text(n, ctx.data.n_calib, recipe.calibration.samples)} (min/max)")
         graph = convert_pt2e(graph, fold_quantize=False)
-        return litert_torch.convert(graph, (), kwargs, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        return litert_torch.convert(graph, args, kwargs, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+
+def _takes_names(module, feed: dict) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return all(name in params for name in feed)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ class SavedModelFromOnnx(Converter):
 
     src, dst = "onnx", "savedmodel"
     cost = 2.0
+    keep_nchw = True  # -k: float inputs of rank >= 3 stay channels-first (onnx2tf_nhwc.py: the variant without)
     requires = (("onnx2tf", "tflite"), ("tf_keras", "tflite"), ("tensorflow", "tflite"),
                 ("onnx_graphsurgeon", "tflite"))
     tools = ("onnx2tf", "tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos")
@@ -54,8 +55,9 @@ class SavedModelFromOnnx(Converter):
         shutil.copyfile(artifact.path, onnx_copy)
         model = onnx.load(str(onnx_copy), load_external_data=False)
         inits = {i.name for i in model.graph.initializer}
-        keep = [i.name for i in model.graph.input if i.name not in inits
+        keep = [i.name for i in model.graph.input if i.name not in inits and self.keep_nchw
                 and len(i.type.tensor_type.shape.dim) >= 3 and i.type.tensor_type.elem_type in (1, 10)]
+        self._prepare(work, model, ctx)
         tf_dir = work / "tf"
         argv = [sys.executable, "-m", "onnx2tf", "-i", str(onnx_copy), "-o", str(tf_dir), "-osd", "-coion", "-n"]
         if keep:
@@ -81,6 +83,9 @@ class SavedModelFromOnnx(Converter):
         ctx.notes.append("onnx2tf" + (f", kept NCHW inputs: {', '.join(keep)}" if keep else "")
                          + (f", pseudo ops for {', '.join(pseudo)}" if pseudo else ""))
         return final
+
+    def _prepare(self, work: Path, model, ctx) -> None:
+        """Put what onnx2tf reads from its working folder there (subclasses)."""
 
 
 def _last_error(text: str) -> str:

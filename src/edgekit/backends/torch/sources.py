@@ -120,3 +120,11 @@ def _pt2(path: Path, input_specs) -> Source:
     names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
     ex = dict(zip(names, example)) if example is not None else None
     return _torch_source(str(path), path.stem, file_digest(path), module, ex, input_specs)
+
+
+def open_artifact(path: Path):
+    """The live module of a torch file an edge wrote (a ``torch.export`` program or TorchScript)."""
+    torch = require("torch", "torch", "A PyTorch model file")
+    if path.suffix.lower() == ".pt2":
+        return torch.export.load(str(path)).module()
+    return torch.jit.load(str(path), map_location="cpu").eval()
