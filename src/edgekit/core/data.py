@@ -198,11 +198,17 @@ def split_arrays(name: str, arrays: dict, labels=None, task="generic", seed: int
 def digits_split():
     """The fixed split of scikit-learn's digits: 1347 train (calibration comes from here), 450 held out.
     The arrays are kept in the cache (by scikit-learn's version): a cached run does not import it."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     from .artifacts import cache_root
 
-    cached = cache_root() / "datasets" / f"digits-sklearn-{version('scikit-learn')}.npz"
+    try:
+        release = version("scikit-learn")
+    except PackageNotFoundError:  # installed without its metadata: ask the module itself
+        import sklearn
+
+        release = sklearn.__version__
+    cached = cache_root() / "datasets" / f"digits-sklearn-{release}.npz"
     if cached.exists():
         with np.load(cached) as z:
             x, y = z["x"], z["y"]
