@@ -98,3 +98,53 @@ def test_nhwc_route_takes_the_source_layout(name, two_outputs_onnx, monkeypatch)
     assert all(o["cosine_mean"] > (0.9999 if target.recipe == "none" else 0.98) for o in p["outputs"]), p["outputs"]
     if target.recipe == "int8-static":
         assert float_kernels(result.artifact) == []
+
+
+def _scalar_constant_model(path):
+    """x + 3 (a scalar Constant node, as paddle2onnx writes them) on a 1x8x8x8 tensor: onnx2tf's accuracy
+    correction fails on it in both layouts ("Output tensors of a Functional model must be the output of a
+    TensorFlow Layer ... Found: 3.0") unless the constant is an initializer."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    three = numpy_helper.from_array(np.array(3.0, np.float32), "three")
+    nodes = [helper.make_node("Constant", [], ["three"], value=three),
+             helper.make_node("Add", ["x", "three"], ["a"]),
+             helper.make_node("Conv", ["a", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Add", ["r", "three"], ["r3"]),
+             helper.make_node("GlobalAveragePool", ["r3"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["y"])]
+    inits = [numpy_helper.from_array((0.2 * rng.standard_normal((8, 8, 3, 3))).astype(np.float32), "w"),
+             numpy_helper.from_array(np.zeros(8, np.float32), "b")]
+    graph = helper.make_graph(nodes, "scalar_constant", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                      [1, 8, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_scalar_constant_nodes_no_longer_fail_onnx2tf(tmp_path):
+    from edgekit.core.data import random_dataset
+    from edgekit.backends.onnx.reference import OnnxReference
+
+    source = load_source(str(_scalar_constant_model(tmp_path / "scalar_constant.onnx")))
+    data = random_dataset(source.inputs, n_calib=16, n_eval=32).check_against(source.inputs)
+    ref = OnnxReference(source, LocalDevice)
+    try:
+        reference = ref.outputs(data.eval)
+    finally:
+        ref.close()
+    target = get_target("tflite")
+    result = convert(source, target, data, tmp_path / "out")
+    route = result.manifest["route"]
+    assert [s["edge"] for s in route] == ["SavedModelFromOnnx", "TfliteFromSavedModel"], result.manifest
+    assert "1 Constant nodes as initializers" in route[0]["notes"][0]
+    rec = measure(result.artifact, target.runtime, data, reference, target.tolerance, bench=None)
+    assert rec["parity"]["passed"], rec["parity"]["failures"]

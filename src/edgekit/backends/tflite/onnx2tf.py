@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...core.errors import ConversionError, UnsupportedOperator
 from ...core.graph import Converter
+from ..onnx.graph_edits import constants_to_initializers
 from ..onnx.ops import check_standard_ops, op_types
 
 ONNX2TF_TIMEOUT_S = 1800
@@ -27,7 +28,7 @@ class SavedModelFromOnnx(Converter):
     requires = (("onnx2tf", "tflite"), ("tf_keras", "tflite"), ("tensorflow", "tflite"),
                 ("onnx_graphsurgeon", "tflite"))
     tools = ("onnx2tf", "tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos")
-    revision = 2
+    revision = 3
 
     @classmethod
     def judge(cls, domain, op, target, recipe, facts):
@@ -54,6 +55,9 @@ class SavedModelFromOnnx(Converter):
         onnx_copy = work / "model.onnx"  # onnx2tf's onnxsim step overwrites its input in place
         shutil.copyfile(artifact.path, onnx_copy)
         model = onnx.load(str(onnx_copy), load_external_data=False)
+        constants = constants_to_initializers(model)  # see graph_edits: a scalar Constant can fail onnx2tf
+        if constants:
+            onnx.save(model, str(onnx_copy))
         inits = {i.name for i in model.graph.initializer}
         keep = [i.name for i in model.graph.input if i.name not in inits and self.keep_nchw
                 and len(i.type.tensor_type.shape.dim) >= 3 and i.type.tensor_type.elem_type in (1, 10)]
@@ -81,6 +85,7 @@ class SavedModelFromOnnx(Converter):
                 shutil.move(str(tf_dir / item), str(final / item))
         shutil.rmtree(work, ignore_errors=True)
         ctx.notes.append("onnx2tf" + (f", kept NCHW inputs: {', '.join(keep)}" if keep else "")
+                         + (f", {constants} Constant nodes as initializers" if constants else "")
                          + (f", pseudo ops for {', '.join(pseudo)}" if pseudo else ""))
         return final
 

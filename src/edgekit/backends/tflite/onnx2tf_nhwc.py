@@ -42,7 +42,7 @@ class SavedModelFromOnnxNhwc(SavedModelFromOnnx):
     keep_nchw = False
     requires = SavedModelFromOnnx.requires + (("onnxruntime", "onnx"),)
     tools = SavedModelFromOnnx.tools + ("onnxruntime",)
-    revision = 1
+    revision = 2  # 2: the base edge turns Constant nodes into initializers
 
     def _prepare(self, work, model, ctx):
         # 3-channel NHWC inputs make onnx2tf fetch sample images for its own check (offline: it fails);

@@ -7,8 +7,12 @@ import importlib.util
 
 import numpy as np
 
+from ..onnx.graph_edits import constants_to_initializers
+
 OPSET = 17  # onnx2torch 1.5.15 has no converter for the opset-18 Resize, Pad, Split and Reduce* versions
 HIDDEN = "edgekit.hidden"  # a domain the version converter leaves alone
+
+__all__ = ["constants_to_initializers", "drop_idle_allowzero", "fit_opset", "fix_shapes", "unsupported"]
 
 
 def fix_shapes(model, specs, quiet=contextlib.nullcontext):
@@ -100,25 +104,6 @@ def fit_opset(model):
     for o in [o for o in out.opset_import if o.domain == HIDDEN]:
         out.opset_import.remove(o)
     return out, f"opset {default} -> {OPSET}"
-
-
-def constants_to_initializers(model) -> int:
-    """Constant nodes (how some exporters, paddle2onnx among them, store weights) as initializers:
-    onnx2torch reads Conv/Gemm/BatchNorm weights from the initializers only (KeyError otherwise)."""
-    from onnx import numpy_helper
-
-    kinds = {"value": lambda a: numpy_helper.to_array(a.t), "value_float": lambda a: np.array(a.f, np.float32),
-             "value_floats": lambda a: np.array(list(a.floats), np.float32),
-             "value_int": lambda a: np.array(a.i, np.int64), "value_ints": lambda a: np.array(list(a.ints), np.int64)}
-    moved = []
-    for n in model.graph.node:
-        if n.op_type == "Constant" and _std(n.domain) == "" and len(n.attribute) == 1 and n.attribute[0].name in kinds:
-            model.graph.initializer.append(numpy_helper.from_array(kinds[n.attribute[0].name](n.attribute[0]),
-                                                                   n.output[0]))
-            moved.append(n)
-    for n in moved:
-        model.graph.node.remove(n)
-    return len(moved)
 
 
 def drop_idle_allowzero(model) -> None:
