@@ -57,7 +57,9 @@ class SavedModelFromOnnxNhwc(SavedModelFromOnnx):
         final = out_dir / "saved_model"
         moved_in, moved_out = wrap_nchw(inner, final, ctx.source, Path(artifact.path), self.name(), ctx.data)
         shutil.rmtree(inner_dir, ignore_errors=True)
-        ctx.notes.append("onnx2tf NHWC layout; the artifact takes the source's layout: "
+        base = ctx.notes.pop() if ctx.notes else "onnx2tf"  # the base edge's note, said once
+        ctx.notes.append(base.replace("onnx2tf", "onnx2tf in its NHWC layout", 1) + "; the artifact takes the "
+                         "source's layout: "
                          + (f"inputs {', '.join(moved_in)} transposed channels-last inside" if moved_in
                             else "no input transposed")
                          + (f", outputs {', '.join(moved_out)} transposed back" if moved_out else ""))
