@@ -163,6 +163,10 @@ class RunnerSession:
         from ..backends import get_runtime
 
         spec = get_runtime(runtime)
+        only = getattr(self.device, "runtimes", ())
+        if only and spec.name not in only:
+            raise RunnerError(f"device '{self.device.name}' runs only {', '.join(only)} artifacts, not {spec.name}.",
+                              "Measure the other targets on another device.")
         if spec not in self.specs:
             raise RunnerError(f"this session on {self.device.name} was not started for runtime '{spec.name}'.")
         self._current = self._worker(spec)

@@ -89,6 +89,9 @@ class Target:
     description: str = ""
     io_dtype: str = "float32"  # float32 | int8: the artifact's input/output tensor types
     extension: str = ""
+    # the machine (``uname -m``: "aarch64") a cross-built artifact runs on; "" = wherever it was built.
+    # It is proven on a device of that machine (this host only if it is one), never loaded elsewhere.
+    machine: str = ""
     tolerance: Tolerance = field(default_factory=Tolerance)
     default_for: tuple[str, ...] = ()  # commands (run, fit) that use this target when given none
     options: dict = field(default_factory=dict, hash=False)  # free table, validated by the format's backend
@@ -110,6 +113,20 @@ class Target:
 
     def option(self, key: str, default=None):
         return self.options.get(key, default)
+
+    def foreign_to(self, device=None) -> str | None:
+        """Why this target's artifacts cannot run on ``device`` (default: this host), or None."""
+        if not self.machine:
+            return None
+        if device is None:
+            import platform
+
+            arch, where = platform.machine(), "this host"
+        else:
+            arch, where = device.describe().arch, f"device '{device.name}'"
+        if arch == self.machine:
+            return None
+        return f"target '{self.name}' is built for {self.machine}; {where} is {arch}"
 
     @property
     def recipe_spec(self) -> Recipe:

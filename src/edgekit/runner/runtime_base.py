@@ -29,6 +29,12 @@ class Model:
     def run(self, feed: dict) -> dict:
         raise NotImplementedError
 
+    def runtime_timer(self, feed: dict, runs: int, seconds: float) -> dict | None:
+        """The runtime's own timing of the same call, recorded beside edgekit's (e.g. a compiler's
+        time evaluator): ``{"name": ..., "p50_ms": ..., "n": ...}``, taking about ``seconds`` for at
+        most ``runs`` calls; None when the runtime has no timer of its own."""
+        return None
+
 
 def lookup_input(feed: dict, name: str):
     """The data array for model input ``name``: exact, then the converter-decorated name's core

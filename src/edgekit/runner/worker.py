@@ -149,6 +149,10 @@ class Worker:
             result = time_calls(lambda: model.run(feed), int(req.get("warmup", 10)), int(req.get("min_runs", 50)),
                                 float(req.get("min_seconds", 1.0)), float(req.get("max_seconds", 60.0)))
             result.update(batch=batch, peak_rss_kb=_rss_kb(), rss_start_kb=self.rss_start_kb)
+            # the runtime's own timer (if it has one) on the same feed, about as long as the loop above
+            own = model.runtime_timer(feed, len(result["times_s"]), sum(result["times_s"]))
+            if own:
+                result["runtime_timer"] = own
             return result
         if op == "env":
             versions = {}
