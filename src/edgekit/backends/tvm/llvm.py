@@ -53,7 +53,7 @@ class Llvm:
         if not shutil.which(self.cc):
             raise ConversionError(edge, f"the compiler '{self.cc}' that links {self.machine} libraries is not "
                                   "installed.", CROSS_HINT)
-        from tvm.contrib import cc
+        from tvm.support import cc
 
         return cc.cross_compiler(self.cc)
 

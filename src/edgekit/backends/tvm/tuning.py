@@ -147,7 +147,7 @@ def _exporter(cc: str):
 
         path = os.path.join(tempfile.mkdtemp(), "candidate.so")
         if cc:
-            from tvm.contrib import cc as tcc
+            from tvm.support import cc as tcc
 
             mod.export_library(path, fcompile=tcc.cross_compiler(cc))
         else:
