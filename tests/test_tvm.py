@@ -136,8 +136,8 @@ def test_an_operator_relax_lacks_fails_in_one_sentence(tmp_path):
 
 
 def test_torch_import_falls_back_to_the_onnx_route(tmp_path):
-    """torch.hypot has no converter in Relax's torch.export importer: the planner falls back to
-    torch -> onnx -> relax (the ONNX exporter writes it as Sqrt/Mul/Add), and says why."""
+    """torch.logcumsumexp has no converter in Relax's torch.export importer: the planner falls back
+    to torch -> onnx -> relax (the ONNX exporter writes it as ReduceMax/Exp/CumSum/Log), and says why."""
     import torch
 
     from edgekit.core.convert import convert
@@ -145,24 +145,24 @@ def test_torch_import_falls_back_to_the_onnx_route(tmp_path):
     from edgekit.core.sources import load_source
     from edgekit.core.specs import get_target
 
-    (tmp_path / "hyp.py").write_text(
+    (tmp_path / "lcse.py").write_text(
         "import torch\n"
         "class M(torch.nn.Module):\n"
         "    def __init__(self):\n"
         "        super().__init__(); self.lin = torch.nn.Linear(6, 6)\n"
         "    def forward(self, x):\n"
-        "        return torch.hypot(self.lin(x), x)\n"
+        "        return torch.logcumsumexp(self.lin(x), 1)\n"
         "def build():\n"
         "    torch.manual_seed(0)\n"
         "    return M().eval(), {'x': torch.randn(1, 6)}\n")
-    source = load_source(str(tmp_path / "hyp.py") + ":build")
+    source = load_source(str(tmp_path / "lcse.py") + ":build")
     data = random_dataset(source.inputs, n_calib=16, n_eval=8)
     result = convert(source, get_target("tvm"), data, tmp_path / "out")
     m = result.manifest
     assert [s["edge"] for s in m["route"]] == ["OnnxFromTorch", "RelaxFromOnnx", "TvmFromRelax"]
     failed = m["routes_failed"][0]
-    assert failed["edge"] == "RelaxFromTorch" and failed["unsupported_op"] == "aten.hypot.default"
-    assert failed["node"].startswith("hypot")
+    assert failed["edge"] == "RelaxFromTorch" and failed["unsupported_op"] == "aten.logcumsumexp.default"
+    assert failed["node"].startswith("logcumsumexp")
     assert m["proof"]["proven"] and min(m["proof"]["cosine"].values()) > 0.9999
 
 

@@ -74,6 +74,8 @@ class DeviceSpec:
             raise SpecError(f"device '{self.name}': unknown kind '{self.kind}'.", f"Use one of: {', '.join(kinds())}.")
         if self.options and self.kind in DEVICE_CLASSES:
             raise SpecError(f"device '{self.name}': kind '{self.kind}' takes no options table.")
+        if self.kind not in DEVICE_CLASSES and hasattr(device_class(self.kind), "check_spec"):
+            device_class(self.kind).check_spec(self)  # a kind a backend brings checks its own fields
         if self.kind == "ssh" and not self.host:
             raise SpecError(f"device '{self.name}' (ssh) has no host.", "Add host = \"...\" to devices.toml.")
 

@@ -82,18 +82,7 @@ class TvmRpcDevice(LocalDevice):
         super().__init__()
         self.name = name
         options = dict(options or {})
-        for key, value in options.items():
-            want = OPTIONS.get(key)
-            if want is None:
-                raise SpecError(f"device '{name}' (tvm-rpc): unknown option '{key}'.",
-                                f"Options: {', '.join(sorted(OPTIONS))}.")
-            if not isinstance(value, want):
-                raise SpecError(f"device '{name}' (tvm-rpc): option '{key}' must be {want.__name__}.")
-        if not options.get("tracker") and not options.get("ssh") and not (host and port):
-            raise SpecError(f"device '{name}' (tvm-rpc) names no server.",
-                            "Give host and port, or options.tracker and options.key, or options.ssh.")
-        if options.get("tracker") and not options.get("key"):
-            raise SpecError(f"device '{name}' (tvm-rpc) names a tracker but no key.", "Add options.key.")
+        self.check(name, host, port, options)
         self.host, self.port, self.options = host, int(port or 0), options
         self.arch = options.get("arch") or platform.machine()
         self.labels = {"via": "TVM RPC", **(labels or {})}
@@ -102,6 +91,27 @@ class TvmRpcDevice(LocalDevice):
             and not options.get("tracker") and self.arch == platform.machine()
         self._server = None  # (ssh device, process) when edgekit started the server
         self._endpoint: Endpoint | None = None
+
+    @staticmethod
+    def check(name: str, host: str, port: int, options: dict) -> None:
+        for key, value in options.items():
+            want = OPTIONS.get(key)
+            if want is None:
+                raise SpecError(f"device '{name}' (tvm-rpc): unknown option '{key}'.",
+                                f"Options: {', '.join(sorted(OPTIONS))}.")
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise SpecError(f"device '{name}' (tvm-rpc): option '{key}' must be {want.__name__}.")
+        if not options.get("tracker") and not options.get("ssh") and not (host and port):
+            raise SpecError(f"device '{name}' (tvm-rpc) names no server.",
+                            "Give host and port, or options.tracker and options.key, or options.ssh.")
+        if options.get("tracker") and not options.get("key"):
+            raise SpecError(f"device '{name}' (tvm-rpc) names a tracker but no key.", "Add options.key.")
+        if options.get("tracker"):
+            _host_port(options["tracker"], f"device '{name}' options.tracker")
+
+    @classmethod
+    def check_spec(cls, spec) -> None:
+        cls.check(spec.name, spec.host, spec.port, dict(spec.options))
 
     @classmethod
     def from_spec(cls, spec):
