@@ -305,3 +305,53 @@ def test_tuned_by_measuring_on_an_rpc_server(tmp_path):
     assert row["status"] == "ok", row.get("reason")
     meta = json.loads((Path(row["artifact"]) / "tvm-module.json").read_text())
     assert meta["tuned"]["measured_on"].startswith("rpc/tvm-rpc")
+
+
+# ---- the cross-built module on the emulated ARM64 device -------------------------------------------
+
+def _arm64_root():
+    from edgekit.devices.qemu import default_rootfs, rootfs_ready
+
+    root = default_rootfs()
+    return root if rootfs_ready(root, ["tvm"]) else None
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(os.geteuid() != 0, reason="the emulated ARM64 device needs root (chroot)")
+def test_arm64_module_passes_parity_on_the_emulated_device(tmp_path):
+    """tvm-arm64 (cross-compiled here) is proven and measured on the emulated ARM64 device, whose
+    root carries the aarch64 apache-tvm wheel; its timings stay marked emulated."""
+    root = _arm64_root()
+    if root is None:
+        pytest.skip("the emulated ARM64 root has no tvm runtime yet (edgekit devices setup arm64-emu)")
+    env = dict(_devices(tmp_path, '[devices.arm64-emu]\nkind = "qemu-arm64"\n'), EDGEKIT_QEMU_ROOTFS=str(root))
+    r = edgekit("run", DIGITS, "--targets", "tvm-arm64", "--data", "digits", "--out", str(tmp_path / "out"),
+                "--device", "arm64-emu", "--min-runs", "3", "--min-seconds", "0", "--warmup", "1", env=env)
+    row = records(tmp_path / "out", "digits_cnn")[("tvm-arm64", "arm64-emu")]
+    assert row["status"] == "ok", (row.get("reason"), r.stderr[-2000:])
+    assert row["device"]["emulated"] and row["device"]["probe"]["arch"] == "aarch64"
+    assert row["parity"]["passed"] and row["parity"]["task_delta_points"] == 0
+    m = json.loads((tmp_path / "out" / "digits_cnn" / "tvm-arm64" / "manifest.json").read_text())
+    assert m["proof"]["proven"]  # proven on the device (it cannot load on this host)
+    assert "emulated" in r.stdout  # no speed is shown for it
+
+
+# ---- the examples end to end (slow: MiniLM, tuning) ------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,data", [("digits_cnn", "digits"), ("minilm", "sentences")])
+def test_examples_end_to_end_with_onnx_and_tflite(model, data, tmp_path):
+    """The issue's command, with a small tuning budget (the default budget is bench/tvm_compare.py's)."""
+    specs = tmp_path / "specs"
+    (specs / "targets").mkdir(parents=True)
+    (specs / "targets" / "tvm-tuned-tiny.toml").write_text(TUNED_SMALL.format(trials=48))
+    r = edgekit("run", str(ROOT / "examples" / f"{model}.py") + ":build", "--targets",
+                "tvm,tvm-tuned-tiny,onnx,tflite", "--data", data, "--out", str(tmp_path / "out"),
+                "--min-runs", "5", "--min-seconds", "0.2", "--warmup", "1", "--max-seconds", "20",
+                env={"EDGEKIT_SPECS": str(specs)}, timeout=7200)
+    rows = records(tmp_path / "out", model)
+    for target in ("tvm", "tvm-tuned-tiny", "onnx", "tflite"):
+        row = rows[(target, "local")]
+        assert row["status"] == "ok", (target, row.get("reason"), r.stderr[-1500:])
+        assert row["parity"]["passed"]
+    assert rows[("tvm-tuned-tiny", "local")]["bench"]["runtime_timer"]["p50_ms"] > 0
