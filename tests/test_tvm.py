@@ -21,18 +21,6 @@ pytestmark = [pytest.mark.tvm, pytest.mark.skipif(not available("tvm"), reason="
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "examples" / "digits_cnn.py") + ":build"
 FAST = ["--min-runs", "20", "--min-seconds", "0.2", "--warmup", "2"]
-TUNED_SMALL = """name = "tvm-tuned-tiny"
-description = "tvm-tuned with a tiny budget (tests)"
-format = "tvm"
-recipe = "none"
-runtime = "tvm"
-extension = ".tvm"
-[options]
-trials = {trials}
-[tolerance]
-min_cosine = 0.9999
-max_abs = 1e-3
-"""
 
 
 def edgekit(*args, env=None, timeout=1800):
@@ -260,21 +248,18 @@ def test_rpc_device_spec_errors(tmp_path):
 
 @pytest.mark.slow
 def test_tuned_on_this_host_then_the_database_is_reused(tmp_path):
-    specs = tmp_path / "specs"
-    (specs / "targets").mkdir(parents=True)
-    (specs / "targets" / "tvm-tuned-tiny.toml").write_text(TUNED_SMALL.format(trials=16))
-    env = {"EDGEKIT_SPECS": str(specs)}
-    r = edgekit("convert", DIGITS, "--target", "tvm-tuned-tiny", "--data", "digits", "--out", str(tmp_path / "a"),
-                env=env)
+    tiny = ("--option", "trials=16")  # the budget on the command line (tvm-tuned's own is 512)
+    r = edgekit("convert", DIGITS, "--target", "tvm-tuned", *tiny, "--data", "digits", "--out", str(tmp_path / "a"))
     assert r.returncode != 0 and "--device" in r.stderr  # tuning measures on a device: which one is said
-    r = edgekit("convert", DIGITS, "--target", "tvm-tuned-tiny", "--data", "digits", "--out", str(tmp_path / "a"),
-                "--device", "local", env=env)
+    r = edgekit("convert", DIGITS, "--target", "tvm-tuned", *tiny, "--data", "digits", "--out", str(tmp_path / "a"),
+                "--device", "local")
     assert r.returncode == 0, r.stderr
     assert "tuning 16/16 trials" in r.stderr  # progress, on the terminal
-    m = json.loads((tmp_path / "a" / "digits_cnn" / "tvm-tuned-tiny@local" / "manifest.json").read_text())
-    meta = json.loads((tmp_path / "a" / "digits_cnn" / "tvm-tuned-tiny@local" / "model.tvm" / "tvm-module.json")
-                      .read_text())
-    assert meta["tuned"]["how"] == "tuned now" and meta["tuned"]["trials_done"] >= 16 and m["proof"]["proven"]
+    folder = tmp_path / "a" / "digits_cnn" / "tvm-tuned@local"
+    m = json.loads((folder / "manifest.json").read_text())
+    meta = json.loads((folder / "model.tvm" / "tvm-module.json").read_text())
+    assert m["options"]["trials"] == 16 and m["proof"]["proven"]
+    assert meta["tuned"]["how"] == "tuned now" and meta["tuned"]["trials_done"] >= 16
     # a fresh conversion cache, the same tuning database: not tuned again
     cache = Path(os.environ["EDGEKIT_CACHE"])
     for step in (cache / "steps").iterdir():
@@ -282,29 +267,25 @@ def test_tuned_on_this_host_then_the_database_is_reused(tmp_path):
             import shutil
 
             shutil.rmtree(step)
-    r = edgekit("convert", DIGITS, "--target", "tvm-tuned-tiny", "--data", "digits", "--out", str(tmp_path / "b"),
-                "--device", "local", env=env)
+    r = edgekit("convert", DIGITS, "--target", "tvm-tuned", *tiny, "--data", "digits", "--out", str(tmp_path / "b"),
+                "--device", "local")
     assert r.returncode == 0, r.stderr
-    meta = json.loads((tmp_path / "b" / "digits_cnn" / "tvm-tuned-tiny@local" / "model.tvm" / "tvm-module.json")
+    meta = json.loads((tmp_path / "b" / "digits_cnn" / "tvm-tuned@local" / "model.tvm" / "tvm-module.json")
                       .read_text())
     assert meta["tuned"]["how"] == "database reused" and "tuning 1" not in r.stderr
 
 
 @pytest.mark.slow
 def test_tuned_by_measuring_on_an_rpc_server(tmp_path):
-    specs = tmp_path / "specs"
-    (specs / "targets").mkdir(parents=True)
-    (specs / "targets" / "tvm-tuned-tiny.toml").write_text(TUNED_SMALL.format(trials=16))
     with rpc_server() as port:
-        env = dict(_devices(tmp_path, f'[devices.rpc]\nkind = "tvm-rpc"\nhost = "127.0.0.1"\nport = {port}\n'),
-                   EDGEKIT_SPECS=str(specs))
-        r = edgekit("run", DIGITS, "--targets", "tvm-tuned-tiny", "--data", "digits", "--out", str(tmp_path / "out"),
-                    "--device", "rpc", *FAST, env=env)
+        env = _devices(tmp_path, f'[devices.rpc]\nkind = "tvm-rpc"\nhost = "127.0.0.1"\nport = {port}\n')
+        r = edgekit("run", DIGITS, "--targets", "tvm-tuned", "--option", "trials=16", "--data", "digits",
+                    "--out", str(tmp_path / "out"), "--device", "rpc", *FAST, env=env)
     assert "measuring on rpc (TVM RPC, server 127.0.0.1" in r.stderr, r.stderr
-    row = records(tmp_path / "out", "digits_cnn")[("tvm-tuned-tiny", "rpc")]
+    row = records(tmp_path / "out", "digits_cnn")[("tvm-tuned", "rpc")]
     assert row["status"] == "ok", row.get("reason")
     meta = json.loads((Path(row["artifact"]) / "tvm-module.json").read_text())
-    assert meta["tuned"]["measured_on"].startswith("rpc/tvm-rpc")
+    assert meta["tuned"]["measured_on"].startswith("rpc/tvm-rpc") and meta["tuned"]["trials"] == 16
 
 
 # ---- the cross-built module on the emulated ARM64 device -------------------------------------------
@@ -342,16 +323,26 @@ def test_arm64_module_passes_parity_on_the_emulated_device(tmp_path):
 @pytest.mark.parametrize("model,data", [("digits_cnn", "digits"), ("minilm", "sentences")])
 def test_examples_end_to_end_with_onnx_and_tflite(model, data, tmp_path):
     """The issue's command, with a small tuning budget (the default budget is bench/tvm_compare.py's)."""
-    specs = tmp_path / "specs"
-    (specs / "targets").mkdir(parents=True)
-    (specs / "targets" / "tvm-tuned-tiny.toml").write_text(TUNED_SMALL.format(trials=48))
-    r = edgekit("run", str(ROOT / "examples" / f"{model}.py") + ":build", "--targets",
-                "tvm,tvm-tuned-tiny,onnx,tflite", "--data", data, "--out", str(tmp_path / "out"),
-                "--min-runs", "5", "--min-seconds", "0.2", "--warmup", "1", "--max-seconds", "20",
-                env={"EDGEKIT_SPECS": str(specs)}, timeout=7200)
+    r = edgekit("run", str(ROOT / "examples" / f"{model}.py") + ":build", "--targets", "tvm,tvm-tuned,onnx,tflite",
+                "--option", "trials=48", "--data", data, "--out", str(tmp_path / "out"),
+                "--min-runs", "5", "--min-seconds", "0.2", "--warmup", "1", "--max-seconds", "20", timeout=7200)
     rows = records(tmp_path / "out", model)
-    for target in ("tvm", "tvm-tuned-tiny", "onnx", "tflite"):
+    for target in ("tvm", "tvm-tuned", "onnx", "tflite"):
         row = rows[(target, "local")]
         assert row["status"] == "ok", (target, row.get("reason"), r.stderr[-1500:])
         assert row["parity"]["passed"]
-    assert rows[("tvm-tuned-tiny", "local")]["bench"]["runtime_timer"]["p50_ms"] > 0
+    assert rows[("tvm-tuned", "local")]["bench"]["runtime_timer"]["p50_ms"] > 0
+
+
+def test_option_on_the_command_line_goes_to_the_targets_that_set_it():
+    from edgekit.core.errors import SpecError
+    from edgekit.core.specs import get_target, with_options
+
+    tvm, tuned, onnx = with_options([get_target(n) for n in ("tvm", "tvm-tuned", "onnx")], ["trials=16"])
+    assert tuned.options["trials"] == 16 and "trials" not in tvm.options and onnx.options == {}
+    (tvm,) = with_options([get_target("tvm")], ["mcpu=skylake"])
+    assert tvm.options == {"mcpu": "skylake"}
+    with pytest.raises(SpecError, match="Did you mean 'trials'"):
+        with_options([get_target("tvm-tuned")], ["trails=3"])
+    with pytest.raises(SpecError, match="must be int"):
+        with_options([get_target("tvm-tuned")], ["trials=many"])
