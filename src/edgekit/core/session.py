@@ -210,7 +210,8 @@ class RunnerSession:
     def env(self) -> dict:
         """The device's environment and the versions of the session's Python runtimes there."""
         worker = self._workers.get(PYTHON_WORKER) or self._current
-        probe = {s.name: s.module for s in self.specs if self._argv(s) == PYTHON_WORKER}
+        probe = {s.name: {"module": s.module, "runner": s.runner_module} for s in self.specs
+                 if self._argv(s) == PYTHON_WORKER}
         return worker.request("probing the environment", op="env", probe=probe)
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ imported once per worker, by name, when the first artifact of its runtime is loa
 
 Requests: {"op": "load", "artifact", "runtime", "module", "threads"} | {"op": "infer", "inputs",
 "outputs"} | {"op": "bench", "inputs", "warmup", "min_runs", "min_seconds", "max_seconds"}
-| {"op": "env", "probe": {runtime: import name}} | {"op": "quit"}.
+| {"op": "env", "probe": {runtime: {"module", "runner"}}} | {"op": "quit"}.
 A runtime that is not Python (a Node or browser harness) speaks the same protocol.
 """
 from __future__ import annotations
@@ -157,9 +157,11 @@ class Worker:
         if op == "env":
             versions = {}
             for name, mod in (req.get("probe") or {}).items():
+                module, runner = (mod, None) if isinstance(mod, str) else (mod["module"], mod.get("runner"))
                 try:
-                    m = __import__(mod)
-                    versions[name] = getattr(m, "__version__", "?")
+                    # a runtime file may say its version itself (importing its runtime its own way)
+                    own = getattr(importlib.import_module(runner), "runtime_version", None) if runner else None
+                    versions[name] = own() if own else getattr(__import__(module), "__version__", "?")
                 except Exception:
                     pass
             return environment(versions)

@@ -45,6 +45,11 @@ def import_tvm(threads: int):
     return tvm
 
 
+def runtime_version() -> str:
+    """For the worker's environment probe: the runtime imported as this file imports it."""
+    return import_tvm(1).__version__
+
+
 def connect(cfg: dict):
     """An RPC session to the server a tvm-rpc device names."""
     from tvm import rpc
