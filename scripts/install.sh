@@ -44,11 +44,23 @@ if [ ! -f "$stamp" ]; then
   # are used, never their Python code, so none of their dependencies is installed (--no-deps)
   step "the test corpus's model packages (their .onnx files only)"
   pip install $C --no-deps silero-vad==6.2.3 rapidocr-onnxruntime==1.4.4 nudenet==3.4.2 magika==1.0.3
+  # Apache TVM beside litert-torch: apache-tvm-ffi needs typing_extensions>=4.13, xdsl (litert-torch) pins <4.13,
+  # both run with 4.13.2; so TVM goes in without dependencies after its plain ones (what 'edgekit setup tvm' does)
+  step "Apache TVM 0.27 (what 'edgekit setup tvm' does)"
+  pip install $C ml_dtypes tornado psutil cloudpickle xgboost-cpu
+  pip install $C --no-deps apache-tvm==0.27.0.post1 apache-tvm-ffi==0.1.14.post1 typing_extensions==4.13.2
+  if ! command -v aarch64-linux-gnu-gcc >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    step "the aarch64 cross compiler (tvm-arm64 links with it)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu >>"$LOG" 2>&1 \
+      || echo "  note: could not install gcc-aarch64-linux-gnu; tvm-arm64 needs it" >&2
+  fi
   step "checking every stack imports"
   TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -W ignore -c "import torch, onnxruntime, tensorflow, ai_edge_litert, onnx2tf, tf_keras, litert_torch, mlflow; assert torch.__version__.startswith('2.13.0')" >>"$LOG" 2>&1 \
     || { echo "install check failed: see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
   "$VENV/bin/python" -W ignore -c "from edgekit.backends.torch.from_onnx import import_onnx2torch; import_onnx2torch()" >>"$LOG" 2>&1 \
     || { echo "install check failed (onnx2torch): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
+  TVM_FFI_DISABLE_TORCH_C_DLPACK=1 "$VENV/bin/python" -W ignore -c "import tvm, tvm.relax, xgboost, tornado, litert_torch" >>"$LOG" 2>&1 \
+    || { echo "install check failed (tvm): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
   rm -f "$VENV"/.edgekit-install-*
   touch "$stamp"
 else

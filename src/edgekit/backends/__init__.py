@@ -17,13 +17,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..core.errors import SpecError, UnknownName, did_you_mean
-from .base import Backend, FormatSpec, RuntimeSpec, SetupStep, load_backend
+from .base import Backend, DeviceKind, FormatSpec, RuntimeSpec, SetupStep, load_backend
 
 ENTRY_POINT_GROUP = "edgekit.backends"
 
 __all__ = ["Backend", "FormatSpec", "RuntimeSpec", "SetupStep", "backends", "get_backend", "formats",
            "get_format", "runtimes", "get_runtime", "runtime_for_format", "format_of_path", "load_converters",
-           "spec_dirs", "setup_for_module", "quiet_env"]
+           "spec_dirs", "setup_for_module", "quiet_env", "device_kinds", "DeviceKind"]
 
 
 def _builtin() -> list[tuple[str, Path]]:
@@ -59,8 +59,12 @@ def backends() -> dict[str, Backend]:
 
 
 def _check_unique(found: dict[str, Backend]) -> None:
-    seen_f, seen_r = {}, {}
+    seen_f, seen_r, seen_d = {}, {}, {}
     for b in found.values():
+        for d in b.devices:
+            if d.kind in seen_d:
+                raise SpecError(f"device kind '{d.kind}' is declared by backends '{seen_d[d.kind]}' and '{b.name}'.")
+            seen_d[d.kind] = b.name
         for f in b.formats:
             if f.name in seen_f:
                 raise SpecError(f"format '{f.name}' is declared by backends '{seen_f[f.name]}' and '{b.name}'.")
@@ -153,3 +157,8 @@ def quiet_env() -> dict:
     for b in backends().values():
         out.update(b.quiet_env)
     return out
+
+
+def device_kinds() -> dict[str, DeviceKind]:
+    """The device kinds backends bring (devices.toml ``kind``), by kind."""
+    return {d.kind: d for b in backends().values() for d in b.devices}

@@ -102,6 +102,18 @@ class SetupStep:
 
 
 @dataclass(frozen=True)
+class DeviceKind:
+    """A kind of device a backend brings (``kind`` in devices.toml): a place reached through its
+    runtime's own remote protocol. ``cls`` ("module:Class") is built as ``Class.from_spec(spec)``
+    (a ``devices.inventory.DeviceSpec``; its ``options`` table is the kind's to read)."""
+
+    kind: str
+    cls: str
+    description: str = ""
+    backend: str = ""
+
+
+@dataclass(frozen=True)
 class Backend:
     name: str
     root: Path
@@ -114,6 +126,7 @@ class Backend:
     setup: tuple[SetupStep, ...] = ()
     options: dict = field(default_factory=dict, hash=False)  # target option name -> type name
     quiet_env: dict = field(default_factory=dict, hash=False)  # keeps its frameworks' native logs quiet
+    devices: tuple[DeviceKind, ...] = ()  # device kinds it brings
 
     def hook(self, ref: str):
         """Import ``module:attribute`` relative to this backend's package."""
@@ -166,7 +179,7 @@ def load_backend(package: str, root: Path) -> Backend:
         raise SpecError(f"{path}: not valid TOML ({e}).") from None
     where = str(path)
     _table(data, {"name", "description", "extra", "converters", "formats", "runtimes", "setup", "options",
-                  "quiet_env"}, where)
+                  "quiet_env", "devices"}, where)
     name = data.get("name") or ""
     if not name:
         raise SpecError(f"{where}: 'name' is required.")
@@ -187,6 +200,12 @@ def load_backend(package: str, root: Path) -> Backend:
     steps = tuple(SetupStep(**{k: _tuple(v) for k, v in _table(s, {"pip", "provides", "why", "check"},
                                                                   f"{where} [[setup]]").items()})
                   for s in data.get("setup", []))
+    kinds = []
+    for d in data.get("devices", []):
+        d = _table(d, {"kind", "class", "description"}, f"{where} [[devices]]")
+        if not d.get("kind") or not d.get("class"):
+            raise SpecError(f"{where} [[devices]]: 'kind' and 'class' are required.")
+        kinds.append(DeviceKind(d["kind"], d["class"], d.get("description", ""), backend=name))
     options = data.get("options", {})
     for key, tname in options.items():
         if tname not in OPTION_TYPES:
@@ -195,4 +214,4 @@ def load_backend(package: str, root: Path) -> Backend:
     return Backend(name=name, root=root, package=package, description=data.get("description", ""),
                    extra=data.get("extra", ""), converters=tuple(data.get("converters", ())), formats=formats,
                    runtimes=tuple(runtimes), setup=steps, options=dict(options),
-                   quiet_env=dict(data.get("quiet_env", {})))
+                   quiet_env=dict(data.get("quiet_env", {})), devices=tuple(kinds))

@@ -23,6 +23,12 @@ def _add_model_args(p, data_required=False):
     p.add_argument("--calib-data", metavar="DATA", help="calibration data, if not taken from --data")
 
 
+def _add_option_args(p):
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a target option for this command, e.g. trials=64 (a tuning budget): it goes to the "
+                        "targets that set it already, else to those whose backend declares it; repeat per option")
+
+
 def _add_device_args(p, many=False):
     p.add_argument("--device", action="append" if many else "store", default=[] if many else None, metavar="NAME",
                    help="device name from devices.toml (default: this host, 'local')" +
@@ -50,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, help="the target ('edgekit targets' lists them)")
     _add_out(p, what="artifact and its manifest (OUT/MODEL/TARGET/)")
     _add_model_args(p)
+    _add_option_args(p)
     _add_device_args(p)
 
     p = sub.add_parser("run", help="convert to several targets, check parity, benchmark, report")
@@ -59,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track", action="store_true", help="log the records to MLflow (one run per target, device)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: a local SQLite store in ./mlruns)")
     _add_model_args(p)
+    _add_option_args(p)
     _add_bench_args(p)
     _add_device_args(p, many=True)
 

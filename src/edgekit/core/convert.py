@@ -55,6 +55,8 @@ def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
         material["device"] = device_fingerprint(ctx.device)
     if ctx.target.options and ctx.recipe is not None:
         material["options"] = ctx.target.options
+    if edge.target_options:
+        material["target_options"] = {k: ctx.target.options.get(k) for k in edge.target_options}
     if ctx.recipe is not None:
         material["recipe"] = repr(ctx.recipe)
         material["io_dtype"] = ctx.target.io_dtype
@@ -130,7 +132,7 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
         except (ConversionError, MissingExtra) as e:
             attempts.append({"route": route.names, "edge": getattr(e, "edge", edge.name()),
                              "error": getattr(e, "reason", e.message), "hint": e.hint,
-                             "unsupported_op": getattr(e, "op", None)})
+                             "unsupported_op": getattr(e, "op", None), "node": getattr(e, "node", None)})
             continue
         except EdgekitError:
             raise
@@ -140,8 +142,9 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
             continue
         try:  # "converted" only once it loads in its runtime and gives outputs close to the source's
             last = route.names[-1] if route.edges else "copy"
-            proof = prove(source, target, art.path, data, last, device if route.on_device else None) \
-                if prove_artifact else None
+            # a cross-built artifact is proven on the device given for it (it cannot load here)
+            where = device if route.on_device or (target.machine and device is not None) else None
+            proof = prove(source, target, art.path, data, last, where) if prove_artifact else None
         except ConversionError as e:
             attempts.append({"route": route.names, "edge": e.edge, "error": e.reason, "hint": e.hint,
                              "proof": True})
@@ -167,7 +170,7 @@ def _raise_no_route(source, target, the_plan, attempts):
     ops = [a for a in attempts if a.get("unsupported_op")]
     if ops and len(ops) == len(attempts):
         a = ops[0]
-        raise UnsupportedOperator(a["edge"], a["unsupported_op"], "every route failed on it")
+        raise UnsupportedOperator(a["edge"], a["unsupported_op"], "every route failed on it", node=a.get("node"))
     reasons = " | ".join(f"{a['edge']}: {a['error']}" for a in attempts)
     hint = next((a["hint"] for a in attempts if a.get("hint")), None)
     err = NoRoute(f"Every route to '{target.name}' failed: {reasons}", hint)

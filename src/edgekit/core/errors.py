@@ -98,10 +98,14 @@ class ConversionError(EdgekitError):
 
 
 class UnsupportedOperator(ConversionError):
-    def __init__(self, edge: str, op: str, detail: str = ""):
-        msg = f"operator '{op}' is not supported by this converter" + (f" ({detail})." if detail else ".")
+    """An edge has no conversion for an operator; ``node`` names where the model uses it."""
+
+    def __init__(self, edge: str, op: str, detail: str = "", node: str | None = None):
+        msg = (f"operator '{op}'" + (f" (node '{node}')" if node else "") + " is not supported by this converter"
+               + (f" ({detail})." if detail else "."))
         super().__init__(edge, msg, "Try another target, or rewrite that operator in the model.")
         self.op = op
+        self.node = node
 
 
 class NoRoute(EdgekitError):

@@ -62,6 +62,9 @@ class Converter:
     # True: reads ``ctx.data`` even when its recipe needs no calibration (what it keeps at a higher
     # precision is found on the samples), so its cached output is keyed by the calibration data too
     uses_data: ClassVar[bool] = False
+    # target options this edge reads (a target triple, a tuning budget): their values key its cached
+    # output whatever the recipe, so targets differing only in these options never share a step
+    target_options: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, register: bool = True, **kw):
         super().__init_subclass__(**kw)

@@ -38,6 +38,8 @@ def bench_summary(raw: dict, threads: int) -> dict:
     out.update(first_ms=raw["first_s"] * 1000.0, warmup=raw.get("warmup"), threads=threads, batch=raw.get("batch", 1))
     if "peak_rss_kb" in raw:
         out.update(peak_rss_mb=raw["peak_rss_kb"] / 1024.0, runner_base_rss_mb=raw["rss_start_kb"] / 1024.0)
+    if raw.get("runtime_timer"):  # the runtime's own timer on the same loaded model, beside edgekit's figures
+        out["runtime_timer"] = raw["runtime_timer"]
     return out
 
 
@@ -126,7 +128,7 @@ def convert_one(source, target: Target, dataset, out_root: Path, base: dict):
     row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime,
                data=dict(base["data"], **calibration_use(target, dataset)))
     usable = plan(source.format, target).usable
-    if usable and usable[0].on_device:
+    if usable and (usable[0].on_device or target.foreign_to(None)):  # cross-built: proven on each device
         return target, row, OnDevice(source, dataset, out_root)
     row, result = _converted(source, target, dataset, out_root, row, None)
     return target, row, result
@@ -186,6 +188,12 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
                         continue
                     row["device"] = {"name": name, "kind": spec.kind, "emulated": device.emulated,
                                      "labels": dict(spec.labels)}
+                    foreign = target.foreign_to(device)
+                    if foreign:
+                        row.update(status="run_failed", reason=f"{foreign}: not run there")
+                        rows.append(row)
+                        emit(row)
+                        continue
                     if isinstance(result, OnDevice):
                         progress(f"{target.name}: converting on {name}")
                         row, result = result.run(target, row, device)

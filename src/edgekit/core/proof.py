@@ -46,6 +46,10 @@ def prove(source, target, artifact: Path, data, edge: str, device=None) -> dict:
     rt = get_runtime(target.runtime)
     arrays, what = smoke_inputs(source, data)
     floor = target.tolerance.smoke_cosine
+    foreign = target.foreign_to(device)
+    if foreign:  # built for another machine: proven where it runs (parity on such a device)
+        return {"proven": False, "why": f"{foreign}: the artifact was not loaded (pass --device NAME, a "
+                                        f"device whose machine is {target.machine}, to prove it there)"}
     if device is None and not rt.available():
         return {"proven": False, "why": f"runtime '{rt.name}' is not installed here "
                                         f"(pip install 'edgekit[{rt.extra}]'); the artifact was not loaded"}

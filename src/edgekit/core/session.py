@@ -163,6 +163,10 @@ class RunnerSession:
         from ..backends import get_runtime
 
         spec = get_runtime(runtime)
+        only = getattr(self.device, "runtimes", ())
+        if only and spec.name not in only:
+            raise RunnerError(f"device '{self.device.name}' runs only {', '.join(only)} artifacts, not {spec.name}.",
+                              "Measure the other targets on another device.")
         if spec not in self.specs:
             raise RunnerError(f"this session on {self.device.name} was not started for runtime '{spec.name}'.")
         self._current = self._worker(spec)
@@ -206,7 +210,8 @@ class RunnerSession:
     def env(self) -> dict:
         """The device's environment and the versions of the session's Python runtimes there."""
         worker = self._workers.get(PYTHON_WORKER) or self._current
-        probe = {s.name: s.module for s in self.specs if self._argv(s) == PYTHON_WORKER}
+        probe = {s.name: {"module": s.module, "runner": s.runner_module} for s in self.specs
+                 if self._argv(s) == PYTHON_WORKER}
         return worker.request("probing the environment", op="env", probe=probe)
 
     def close(self) -> None:

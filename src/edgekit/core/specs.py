@@ -89,6 +89,9 @@ class Target:
     description: str = ""
     io_dtype: str = "float32"  # float32 | int8: the artifact's input/output tensor types
     extension: str = ""
+    # the machine (``uname -m``: "aarch64") a cross-built artifact runs on; "" = wherever it was built.
+    # It is proven on a device of that machine (this host only if it is one), never loaded elsewhere.
+    machine: str = ""
     tolerance: Tolerance = field(default_factory=Tolerance)
     default_for: tuple[str, ...] = ()  # commands (run, fit) that use this target when given none
     options: dict = field(default_factory=dict, hash=False)  # free table, validated by the format's backend
@@ -110,6 +113,20 @@ class Target:
 
     def option(self, key: str, default=None):
         return self.options.get(key, default)
+
+    def foreign_to(self, device=None) -> str | None:
+        """Why this target's artifacts cannot run on ``device`` (default: this host), or None."""
+        if not self.machine:
+            return None
+        if device is None:
+            import platform
+
+            arch, where = platform.machine(), "this host"
+        else:
+            arch, where = device.describe().arch, f"device '{device.name}'"
+        if arch == self.machine:
+            return None
+        return f"target '{self.name}' is built for {self.machine}; {where} is {arch}"
 
     @property
     def recipe_spec(self) -> Recipe:
@@ -234,3 +251,48 @@ def target_order(t: Target) -> tuple:
 
 def parse_target_list(text: str) -> list[Target]:
     return [get_target(n.strip()) for n in text.split(",") if n.strip()]
+
+
+def with_options(targets: list[Target], overrides: list[str]) -> list[Target]:
+    """The targets with ``NAME=VALUE`` overrides of their ``[options]`` (the command line's
+    ``--option``), typed as the backend of each target's format declares them. An option goes to
+    the given targets that set it already (a tuning budget to the tuned targets only), else to those
+    whose backend declares it; it must go to at least one."""
+    from dataclasses import replace
+
+    from ..backends import backend_of_format
+
+    out = list(targets)
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise SpecError(f"--option '{item}' is not NAME=VALUE.", "Example: --option trials=64")
+        known = {}
+        for i, t in enumerate(out):
+            types = backend_of_format(t.format).options
+            if name in types:
+                known[i] = types[name]
+        if not known:
+            names = {n for t in out for n in backend_of_format(t.format).options}
+            raise SpecError(f"--option '{name}' is no option of the backends of {', '.join(t.name for t in out)}.",
+                            did_you_mean(name, names) or f"Their options: {', '.join(sorted(names)) or 'none'}.")
+        already = {i: tname for i, tname in known.items() if name in out[i].options}
+        for i, tname in (already or known).items():
+            out[i] = replace(out[i], options={**out[i].options, name: _option_value(name, text.strip(), tname)})
+    return out
+
+
+def _option_value(name: str, text: str, tname: str):
+    try:
+        if tname == "int":
+            return int(text)
+        if tname == "float":
+            return float(text)
+        if tname == "bool":
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+    except ValueError:
+        raise SpecError(f"--option {name}={text}: the value must be {tname}.") from None
+    return text

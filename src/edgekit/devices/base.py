@@ -66,6 +66,7 @@ class Device:
     kind: str = "device"
     emulated: bool = False
     labels: dict = {}
+    runtimes: tuple = ()  # the only runtimes it can run (a runtime's own remote protocol); () = any
 
     def workdir(self) -> str:
         raise NotImplementedError

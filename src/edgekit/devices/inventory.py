@@ -33,10 +33,21 @@ else:  # pragma: no cover
 # each kind's device class (module, class): imported on use, so paramiko is only needed for "ssh"
 DEVICE_CLASSES = {"local": ("base", "LocalDevice"), "ssh": ("ssh", "SshDevice"),
                   "qemu-arm64": ("qemu", "QemuArm64Device")}
-KINDS = tuple(DEVICE_CLASSES)
+KINDS = tuple(DEVICE_CLASSES)  # the built-in kinds; backends may bring more (``[[devices]]`` in backend.toml)
+
+
+def kinds() -> tuple[str, ...]:
+    from ..backends import device_kinds
+
+    return KINDS + tuple(k for k in device_kinds() if k not in DEVICE_CLASSES)
 
 
 def device_class(kind: str) -> type:
+    if kind not in DEVICE_CLASSES:
+        from ..backends import device_kinds, get_backend
+
+        d = device_kinds()[kind]
+        return get_backend(d.backend).hook(d.cls)
     module, cls = DEVICE_CLASSES[kind]
     return getattr(importlib.import_module(f"{__package__}.{module}"), cls)
 
@@ -56,10 +67,15 @@ class DeviceSpec:
     command_timeout: float = 600.0
     remote_tmp: str = "/tmp"
     labels: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # free table read by a kind a backend brings
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise SpecError(f"device '{self.name}': unknown kind '{self.kind}'.", f"Use one of: {', '.join(KINDS)}.")
+        if self.kind not in kinds():
+            raise SpecError(f"device '{self.name}': unknown kind '{self.kind}'.", f"Use one of: {', '.join(kinds())}.")
+        if self.options and self.kind in DEVICE_CLASSES:
+            raise SpecError(f"device '{self.name}': kind '{self.kind}' takes no options table.")
+        if self.kind not in DEVICE_CLASSES and hasattr(device_class(self.kind), "check_spec"):
+            device_class(self.kind).check_spec(self)  # a kind a backend brings checks its own fields
         if self.kind == "ssh" and not self.host:
             raise SpecError(f"device '{self.name}' (ssh) has no host.", "Add host = \"...\" to devices.toml.")
 
@@ -115,6 +131,8 @@ def get_spec(name: str) -> DeviceSpec:
 def open_device(spec: DeviceSpec):
     """A Device for ``spec`` (not yet connected: devices connect on first use)."""
     cls = device_class(spec.kind)
+    if spec.kind not in DEVICE_CLASSES:
+        return cls.from_spec(spec)
     if spec.kind == "local":
         return cls()
     if spec.kind == "ssh":

@@ -55,6 +55,13 @@ def download_wheels(dest: Path, requirements: list[str], arch: str, py: str, lib
 
 
 def setup(spec: DeviceSpec, runtimes: list[str], progress=print) -> dict:
+    from .inventory import DEVICE_CLASSES, device_class
+
+    if spec.kind not in DEVICE_CLASSES:  # a kind a backend brings sets itself up, if it can
+        cls = device_class(spec.kind)
+        if not hasattr(cls, "setup_device"):
+            raise SetupError(f"device '{spec.name}' (kind {spec.kind}) has nothing edgekit can set up.")
+        return cls.setup_device(spec, runtimes, progress)
     if spec.kind == "qemu-arm64":
         from .qemu import build_rootfs, rootfs_info
 

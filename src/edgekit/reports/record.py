@@ -97,6 +97,8 @@ class Bench(JsonObject):
     peak_rss_mb: float | None = json_field()
     runner_base_rss_mb: float | None = json_field()
     load_ms: float | None = json_field()
+    # the runtime's own timer on the same loaded model ({"name", "p50_ms", "n", ...}), beside edgekit's loop
+    runtime_timer: dict | None = json_field()
 
     @property
     def ci95(self) -> tuple[float, float] | None:

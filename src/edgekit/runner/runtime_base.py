@@ -4,6 +4,8 @@ arrays to a model's inputs, and running a whole data set through a model in batc
 Runtime files live in their backend's folder (``backends/<family>/rt_<runtime>.py``), depend only
 on the standard library, numpy, this module and their runtime, and define ``MODEL``: the class
 the worker instantiates as ``MODEL(path, threads)``. They are shipped to devices beside this file.
+A runtime file may also define ``runtime_version()``: the worker's environment probe then asks it
+(rather than importing the runtime's module itself).
 """
 from __future__ import annotations
 
@@ -28,6 +30,12 @@ class Model:
 
     def run(self, feed: dict) -> dict:
         raise NotImplementedError
+
+    def runtime_timer(self, feed: dict, runs: int, seconds: float) -> dict | None:
+        """The runtime's own timing of the same call, recorded beside edgekit's (e.g. a compiler's
+        time evaluator): ``{"name": ..., "p50_ms": ..., "n": ...}``, taking about ``seconds`` for at
+        most ``runs`` calls; None when the runtime has no timer of its own."""
+        return None
 
 
 def lookup_input(feed: dict, name: str):

@@ -9,7 +9,7 @@ imported once per worker, by name, when the first artifact of its runtime is loa
 
 Requests: {"op": "load", "artifact", "runtime", "module", "threads"} | {"op": "infer", "inputs",
 "outputs"} | {"op": "bench", "inputs", "warmup", "min_runs", "min_seconds", "max_seconds"}
-| {"op": "env", "probe": {runtime: import name}} | {"op": "quit"}.
+| {"op": "env", "probe": {runtime: {"module", "runner"}}} | {"op": "quit"}.
 A runtime that is not Python (a Node or browser harness) speaks the same protocol.
 """
 from __future__ import annotations
@@ -149,13 +149,19 @@ class Worker:
             result = time_calls(lambda: model.run(feed), int(req.get("warmup", 10)), int(req.get("min_runs", 50)),
                                 float(req.get("min_seconds", 1.0)), float(req.get("max_seconds", 60.0)))
             result.update(batch=batch, peak_rss_kb=_rss_kb(), rss_start_kb=self.rss_start_kb)
+            # the runtime's own timer (if it has one) on the same feed, about as long as the loop above
+            own = model.runtime_timer(feed, len(result["times_s"]), sum(result["times_s"]))
+            if own:
+                result["runtime_timer"] = own
             return result
         if op == "env":
             versions = {}
             for name, mod in (req.get("probe") or {}).items():
+                module, runner = (mod, None) if isinstance(mod, str) else (mod["module"], mod.get("runner"))
                 try:
-                    m = __import__(mod)
-                    versions[name] = getattr(m, "__version__", "?")
+                    # a runtime file may say its version itself (importing its runtime its own way)
+                    own = getattr(importlib.import_module(runner), "runtime_version", None) if runner else None
+                    versions[name] = own() if own else getattr(__import__(module), "__version__", "?")
                 except Exception:
                     pass
             return environment(versions)
