@@ -2,15 +2,17 @@
 user's own test file run by pytest (pytester) on this host, the SSH test host and the emulated
 ARM64 device, with a passing parity test, a latency budget that fails with a readable message, an
 unreachable device skipped with its reason, and records that `edgekit report` renders."""
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
-import edgekit.devices.ssh  # noqa: F401  imported before in-process runs, which would drop what they import
+import edgekit.devices.ssh  # noqa: F401  imported before pytester snapshots sys.modules (it drops what a test imports)
 from edgekit.devices.qemu import rootfs_ready
 
 from .sshd_host import sshd_fixture
@@ -59,12 +61,12 @@ def plugin_args() -> list[str]:
     return ["-p", "no:edgekit", "-p", "edgekit.testing.plugin"]
 
 
-def run(pytester, *args, inprocess=False):
-    """pytest on the user's files: in a child process (as a user runs it: the frameworks a run imports
-    are never imported twice into one process), or in this one for runs that load no model."""
+def run(pytester, *args):
+    """pytest on the user's files, always in a child process, as a user runs it. (In this process,
+    pytester would drop every module the inner run imported when it returns; a C extension imported
+    again after that keeps the classes of its first import: SQLAlchemy's cache keys then fail in every
+    later MLflow test with "'InternalTraversal' object is not callable".)"""
     args = (*plugin_args(), "-p", "no:cacheprovider", "-ra", *args)
-    if inprocess:
-        return pytester.runpytest_inprocess(*args)
     return pytester.runpytest_subprocess(*args, timeout=900)
 
 
@@ -125,7 +127,7 @@ def test_plain():
 def test_marker_parametrises_targets_by_devices_and_skips_unreachable_ones(pytester, inventory):
     inventory()
     pytester.makepyfile(test_devices=DEVICE_TESTS)
-    r = run(pytester, "-v", inprocess=True)
+    r = run(pytester, "-v")
     r.assert_outcomes(passed=4, skipped=3)
     r.stdout.fnmatch_lines(["*test_where[[]onnx@local[]] PASSED*", "*test_where[[]tflite-int8@offline[]] SKIPPED*",
                             "*test_default[[]local[]] PASSED*", "*test_plain PASSED*"])
@@ -133,12 +135,12 @@ def test_marker_parametrises_targets_by_devices_and_skips_unreachable_ones(pytes
                             "(nobody@127.0.0.1:9) refused the connection*",
                             "SKIPPED [[]1[]] *device 'pi-in-the-lab' is unknown here: Unknown device 'pi-in-the-lab'*"])
     # --edge-strict: a device that cannot be reached fails its tests, with the same reason
-    r = run(pytester, "--edge-strict", inprocess=True)
+    r = run(pytester, "--edge-strict")
     r.assert_outcomes(passed=4, errors=3)  # they fail in their setup
     assert "During handling" not in r.stdout.str()
     r.stdout.fnmatch_lines(["*device 'offline' is not reachable*(--edge-strict)*"])
     # the command line narrows what the markers list
-    r = run(pytester, "-v", "--edge-target", "onnx", "--edge-device", "local", inprocess=True)
+    r = run(pytester, "-v", "--edge-target", "onnx", "--edge-device", "local")
     r.assert_outcomes(passed=3, skipped=1)
     r.stdout.fnmatch_lines(["*test_where[[]onnx@local[]] PASSED*", "*test_default[[]onnx@local[]] PASSED*",
                             "*runs on pi-in-the-lab only; --edge-device selected local*"])
@@ -149,15 +151,15 @@ def test_marker_parametrises_targets_by_devices_and_skips_unreachable_ones(pytes
 def test_wrong_names_are_usage_errors(pytester, inventory):
     inventory()
     pytester.makepyfile(test_devices=DEVICE_TESTS)
-    r = run(pytester, "--edge-device", "ofline", inprocess=True)
+    r = run(pytester, "--edge-device", "ofline")
     assert r.ret == pytest.ExitCode.USAGE_ERROR
     r.stderr.fnmatch_lines(["*edgekit: Unknown device 'ofline'*Did you mean 'offline'?*"])
-    r = run(pytester, "--edge-target", "tflite-int9", inprocess=True)
+    r = run(pytester, "--edge-target", "tflite-int9")
     assert r.ret == pytest.ExitCode.USAGE_ERROR
     r.stderr.fnmatch_lines(["*Unknown target 'tflite-int9'*Did you mean 'tflite-int8'?*"])
     pytester.makepyfile(test_devices="import pytest\n\n@pytest.mark.edge(target='onnx')\n"
                                      "def test_x(edge_device):\n    pass\n")
-    r = run(pytester, inprocess=True)
+    r = run(pytester)
     r.stdout.fnmatch_lines(["*@pytest.mark.edge takes targets, devices, bundle, model, data, recipe (keywords), "
                             "not target*"])
     assert r.ret != 0
@@ -212,16 +214,20 @@ def test_parity_too_strict(edge_artifact):
     # the regression gate and tracking read harness runs like any others
     r = edgekit(None, "check", "--baseline", results, results)
     assert r.returncode == 0 and "PASS: 2 (model, target, device) compared" in r.stdout, r.stdout + r.stderr
-    try:
-        from mlflow.tracking import MlflowClient
-    except ImportError:
+    if importlib.util.find_spec("mlflow") is None:
         return
     uri = f"sqlite:///{pytester.path / 'mlflow.db'}"
     r = edgekit(None, "report", results, "--track", "--tracking-uri", uri)
     assert r.returncode == 0, r.stderr
-    client = MlflowClient(uri)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    by = {run.data.tags.get("target"): run.data for run in runs}
+    # read the store in a child process: pytester drops the modules a test imports when it ends, and
+    # MLflow's SQLAlchemy imported twice into one process fails ("'InternalTraversal' object is not callable")
+    read = ("import json, sys; from mlflow.tracking import MlflowClient; c = MlflowClient(sys.argv[1]); "
+            "runs = c.search_runs([e.experiment_id for e in c.search_experiments()]); "
+            "print(json.dumps({r.data.tags.get('target'): {'metrics': r.data.metrics, 'tags': r.data.tags} "
+            "for r in runs}))")
+    q = subprocess.run([sys.executable, "-c", read, uri], capture_output=True, text=True, timeout=300)
+    assert q.returncode == 0, q.stderr[-2000:]
+    by = {k: types.SimpleNamespace(**v) for k, v in json.loads(q.stdout.strip().splitlines()[-1]).items()}
     assert by["onnx-int8"].metrics["p90_ms"] == ok["bench"]["p90_ms"] and by["onnx-int8"].metrics["parity_passed"] == 1
     assert by["onnx"].tags["status"] == "parity_failed"
 
@@ -288,6 +294,7 @@ def test_user_file_on_the_emulated_arm64_device(pytester, inventory, tmp_path):
 
 NO_TORCH_FILE = '''
 import sys
+import types
 
 import pytest
 from edgekit.testing import assert_golden, assert_latency
