@@ -57,6 +57,9 @@ def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
         material["options"] = ctx.target.options
     if edge.target_options:
         material["target_options"] = {k: ctx.target.options.get(k) for k in edge.target_options}
+    extra = edge.key_material(ctx)
+    if extra is not None:
+        material["edge_material"] = extra
     if ctx.recipe is not None:
         material["recipe"] = repr(ctx.recipe)
         material["io_dtype"] = ctx.target.io_dtype

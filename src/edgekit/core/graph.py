@@ -66,6 +66,12 @@ class Converter:
     # output whatever the recipe, so targets differing only in these options never share a step
     target_options: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def key_material(cls, ctx):
+        """What else this edge's output depends on (JSON-able; keys its cached output), e.g. the shapes
+        it fixes from the data. None: nothing."""
+        return None
+
     def __init_subclass__(cls, register: bool = True, **kw):
         super().__init_subclass__(**kw)
         if register and "src" in cls.__dict__:

@@ -28,7 +28,11 @@ class SavedModelFromOnnx(Converter):
     requires = (("onnx2tf", "tflite"), ("tf_keras", "tflite"), ("tensorflow", "tflite"),
                 ("onnx_graphsurgeon", "tflite"))
     tools = ("onnx2tf", "tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos")
-    revision = 3
+    revision = 4  # 4: dynamic dims past the first are fixed at the data's sample shapes (-ois)
+
+    @classmethod
+    def key_material(cls, ctx):
+        return {k: list(v) for k, v in fixed_shapes(ctx).items()} or None
 
     @classmethod
     def judge(cls, domain, op, target, recipe, facts):
@@ -66,6 +70,9 @@ class SavedModelFromOnnx(Converter):
         argv = [sys.executable, "-m", "onnx2tf", "-i", str(onnx_copy), "-o", str(tf_dir), "-osd", "-coion", "-n"]
         if keep:
             argv += ["-k", *keep]
+        fixed = fixed_shapes(ctx)
+        if fixed:  # onnx2tf cannot convert some graphs with dynamic spatial dims ("Dimension -1 must be >= 0")
+            argv += ["-ois", *(f"{name}:{','.join(map(str, shape))}" for name, shape in fixed.items())]
         pseudo = sorted(PSEUDO_OPS & {op for _, op in op_types(artifact.path)})
         if pseudo:  # no TFLite builtin kernel: onnx2tf rewrites them into builtin math
             argv += ["-rtpo", *pseudo]
@@ -77,7 +84,8 @@ class SavedModelFromOnnx(Converter):
             raise ConversionError(self.name(), f"onnx2tf did not finish within {ONNX2TF_TIMEOUT_S} s.") from None
         saved = tf_dir / "saved_model.pb"
         if proc.returncode != 0 or not saved.exists():
-            raise ConversionError(self.name(), "onnx2tf failed: " + _last_error(proc.stdout + proc.stderr))
+            err = _last_error(proc.stdout + proc.stderr)
+            raise ConversionError(self.name(), "onnx2tf failed" + (" " if err.startswith("at ") else ": ") + err)
         final = out_dir / "saved_model"
         final.mkdir()
         for item in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
@@ -86,21 +94,54 @@ class SavedModelFromOnnx(Converter):
         shutil.rmtree(work, ignore_errors=True)
         ctx.notes.append("onnx2tf" + (f", kept NCHW inputs: {', '.join(keep)}" if keep else "")
                          + (f", {constants} Constant nodes as initializers" if constants else "")
-                         + (f", pseudo ops for {', '.join(pseudo)}" if pseudo else ""))
+                         + (f", pseudo ops for {', '.join(pseudo)}" if pseudo else "")
+                         + (", dynamic dimensions fixed at the data's sample shapes (the artifact takes only "
+                            "these): " + ", ".join(f"{n} {list(v)}" for n, v in fixed.items()) if fixed else ""))
         return final
 
     def _prepare(self, work: Path, model, ctx) -> None:
         """Put what onnx2tf reads from its working folder there (subclasses)."""
 
 
+def fixed_shapes(ctx) -> dict[str, tuple[int, ...]]:
+    """Every input's shape as one sample of the data gives it, when some input has a dynamic dimension
+    past its first (a dynamic batch alone converts as it is); {} without data or without such an input.
+    onnx2tf then converts a model fixed at those shapes, which some graphs need (PP-OCR, YOLO exports)."""
+    data = getattr(ctx, "data", None)
+    specs = ctx.source.inputs
+    if data is None or not any(any(not isinstance(d, int) or d < 0 for d in s.shape[1:]) for s in specs):
+        return {}
+    split = data.calib if data.n_calib else data.eval
+    if not all(s.name in split and len(split[s.name]) for s in specs):
+        return {}
+    out = {}
+    for s in specs:
+        a = split[s.name]
+        shape = a.shape[1:] if s.name in data.stacked else (1, *a.shape[1:])
+        if len(shape) != len(s.shape):
+            return {}
+        out[s.name] = tuple(int(d) for d in shape)
+    return out
+
+
 def _last_error(text: str) -> str:
+    """One line for onnx2tf's failure: the cause and the ONNX node it failed at when TF names them (a
+    layer's "Exception encountered when calling layer" says neither), else its last error line."""
     import re
 
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for k in range(len(lines) - 1, -1, -1):
+        if "Exception encountered when calling layer" not in lines[k]:
+            continue
+        cause = next((ln for ln in lines[k + 1:] if not ln.startswith(("Call arguments", "•"))), "")
+        cause = re.sub(r" for '\{\{node .*", "", cause).rstrip(" :")
+        node = next((m.group(1) for ln in lines[k + 1:] for m in [re.match(r"• name='([^']+)'", ln)] if m), None)
+        layer = re.search(r"layer '([^']+)'", lines[k])
+        where = f"at ONNX node '{node}'" if node else f"at layer '{layer.group(1)}'" if layer else ""
+        if cause:
+            return (f"{where}: {cause}" if where else cause)[:300]
     for ln in reversed(lines):
         if "Error" in ln or "error" in ln:
             return ln[:300]
     return (lines[-1] if lines else "no output")[:300]
-
-

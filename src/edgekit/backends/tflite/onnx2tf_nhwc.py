@@ -42,7 +42,7 @@ class SavedModelFromOnnxNhwc(SavedModelFromOnnx):
     keep_nchw = False
     requires = SavedModelFromOnnx.requires + (("onnxruntime", "onnx"),)
     tools = SavedModelFromOnnx.tools + ("onnxruntime",)
-    revision = 2  # 2: the base edge turns Constant nodes into initializers
+    revision = 3  # 2: the base edge turns Constant nodes into initializers; 3: it fixes dynamic dims (-ois)
 
     def _prepare(self, work, model, ctx):
         # 3-channel NHWC inputs make onnx2tf fetch sample images for its own check (offline: it fails);
