@@ -116,7 +116,7 @@ class QuantizedOnnxFromOnnx(Converter):
     requires = (("onnx", "onnx"), ("onnxruntime", "onnx"))
     tools = ("onnx", "onnxruntime")
     uses_data = True  # dynamic int8 too: a collapse found on the calibration samples is repaired
-    revision = 4
+    revision = 5  # 5: Constant nodes become initializers first
 
     @classmethod
     def judge(cls, domain, op, target, recipe, facts):
@@ -135,6 +135,7 @@ class QuantizedOnnxFromOnnx(Converter):
     def convert(self, artifact, out_dir, ctx):
         import onnx
 
+        from .graph_edits import constants_to_initializers
         from .int8 import counts_note, excluded_note, n_quantized, quantized_counts, repair
         from .precision import name_nodes
 
@@ -145,8 +146,13 @@ class QuantizedOnnxFromOnnx(Converter):
         pre = work / "pre.onnx"
         self._preprocess(artifact.path, pre)
         model = onnx.load(str(pre))
-        if name_nodes(model):  # nodes_to_exclude names nodes
+        # the quantizer reads weights from initializers only ("Expected conv2d_394.w_0 to be an initializer"
+        # on paddle2onnx exports, which keep them in Constant nodes)
+        moved = constants_to_initializers(model)
+        if name_nodes(model) or moved:  # nodes_to_exclude names nodes
             onnx.save(model, str(pre))
+        if moved:
+            ctx.notes.append(f"{moved} Constant nodes as initializers (where the quantizer reads weights)")
         path = out_dir / "model.onnx"
         keep = _float_islands(model)
         if keep:
