@@ -116,7 +116,7 @@ class QuantizedOnnxFromOnnx(Converter):
     requires = (("onnx", "onnx"), ("onnxruntime", "onnx"))
     tools = ("onnx", "onnxruntime")
     uses_data = True  # dynamic int8 too: a collapse found on the calibration samples is repaired
-    revision = 5  # 5: Constant nodes become initializers first
+    revision = 6  # 6: Constant weights become initializers first (dynamic int8)
 
     @classmethod
     def judge(cls, domain, op, target, recipe, facts):
@@ -148,7 +148,10 @@ class QuantizedOnnxFromOnnx(Converter):
         model = onnx.load(str(pre))
         # the quantizer reads weights from initializers only ("Expected conv2d_394.w_0 to be an initializer"
         # on paddle2onnx exports, which keep them in Constant nodes)
-        moved = constants_to_initializers(model)
+        # (dynamic int8 only, and only when a weight comes from a Constant: for static QDQ the moved
+        # constants made ONNX Runtime refuse the result on the same graphs, INVALID_GRAPH)
+        moved = constants_to_initializers(model) if recipe.kind == "int8-dynamic" and _weights_in_constants(model) \
+            else 0
         if name_nodes(model) or moved:  # nodes_to_exclude names nodes
             onnx.save(model, str(pre))
         if moved:
@@ -260,3 +263,10 @@ class QuantizedOnnxFromOnnx(Converter):
                             op_types_to_quantize=op_types,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             calibrate_method=method, nodes_to_exclude=exclude, extra_options=extra)
+
+
+def _weights_in_constants(model) -> bool:
+    """Whether a Conv/MatMul/Gemm weight is the output of a Constant node (quantize_dynamic then fails)."""
+    consts = {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    return any(n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in consts
+               for n in model.graph.node)
