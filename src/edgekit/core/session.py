@@ -180,7 +180,7 @@ class RunnerSession:
                 raise  # a crash or a hang: the message already says so
             if kind in ("ImportError", "ModuleNotFoundError"):
                 hint = (f"Install the {spec.name} runtime where the runner runs ({self.device.name}): "
-                        + ("pip install 'edgekit[" + spec.extra + "]'" if self.device.name == "local" else
+                        + (spec.install_hint() if self.device.name == "local" else
                            f"edgekit devices setup {self.device.name} --runtime {spec.name}") + ".")
             else:
                 hint = (f"'{artifact}' may be truncated or not a {spec.name} model; re-create it with "
