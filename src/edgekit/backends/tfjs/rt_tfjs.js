@@ -67,7 +67,6 @@ class NodeEngine {
 
   async load(dir, threads) {
     const tf = this.tf;
-    if (threads <= 1) tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false); // one thread: the plain SIMD build
     await this.engine.useBackend('wasm', threads, this.wasmDir);
     const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
     const handler = { load: async () => tf.io.getModelArtifactsForJSON(json, async (groups) => {
@@ -118,7 +117,7 @@ async function handle(engine, state, req) {
     if (!engine.remote) Object.assign(result, { peak_rss_kb: statusKb('VmHWM'), rss_start_kb: state.rssStart });
     return result;
   }
-  if (op === 'env') return engine.env();
+  if (op === 'env') return engine.env(environment);
   throw new Error(`unknown op '${op}'`);
 }
 

@@ -49,6 +49,7 @@
       const tf = this.tf;
       if (tf.getBackend() === name && this.backendReady) return name;
       if (name === 'wasm') {
+        if (threads <= 1) tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false); // one thread: the SIMD build
         this.wasm.setWasmPaths(wasmPaths);
         if (threads > 0) this.wasm.setThreadsCount(threads);
       }
