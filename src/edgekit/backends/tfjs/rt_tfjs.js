@@ -13,7 +13,8 @@ const readline = require('readline');
 const { readNpz, writeNpz } = require('./tfjs_npz.js');
 
 const PROTOCOL = 2;
-const proto = (obj) => fs.writeSync(1, JSON.stringify(obj) + '\n');
+// one response per line; written through the stream (a pipe may be full: fs.writeSync would fail)
+const proto = (obj) => new Promise((ok) => process.stdout.write(JSON.stringify(obj) + '\n', ok));
 // libraries print to stdout: keep the protocol alone there
 for (const k of ['log', 'info', 'warn', 'debug']) console[k] = (...a) => process.stderr.write(a.join(' ') + '\n');
 
@@ -127,7 +128,7 @@ async function main() {
   const make = () => engine || (engine = browser
     ? new (require('./tfjs_browser.js').BrowserEngine)(JSON.parse(browser), modulesDir()) : new NodeEngine());
   const state = { rssStart: resetPeak() };
-  proto({ ready: true, protocol: PROTOCOL, pid: process.pid });
+  await proto({ ready: true, protocol: PROTOCOL, pid: process.pid });
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
   for await (const line of rl) {
     if (!line.trim()) continue;
@@ -140,7 +141,7 @@ async function main() {
       const kind = (e && e.name) || 'Error';
       resp = { ok: false, error: `${kind}: ${(e && e.message) || e}`.slice(0, 2000), kind };
     }
-    proto(resp);
+    await proto(resp);
   }
   if (engine) await engine.close();
   process.exit(0);

@@ -16,8 +16,8 @@ const FLAGS = [
   '--disable-sync', '--no-first-run', '--no-default-browser-check', '--no-pings', '--disable-breakpad',
   '--disable-client-side-phishing-detection', '--disable-default-apps', '--disable-extensions',
   '--metrics-recording-only', '--safebrowsing-disable-auto-update', '--password-store=basic',
-  '--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,AutofillServerCommunication,'
-    + 'CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions',
+  // (no --disable-features here: it would replace playwright-core's own list, which already turns off
+  // OptimizationHints, MediaRouter, NetworkTimeServiceQuerying, PreconnectToSearch, ...)
   // WebGL without a GPU: ANGLE on SwiftShader (the browser's own software renderer)
   '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist',
 ];
@@ -118,10 +118,16 @@ class BrowserEngine {
     }
   }
 
-  async call(doing, fn, arg) {
+  async call(doing, fn, arg, seconds = 300) { // a page that stops answering fails the request, in time
+    let timer;
+    const late = new Promise((ok, fail) => {
+      timer = setTimeout(() => fail(new Error(`the page did not answer within ${seconds} s while ${doing}`)),
+        seconds * 1000);
+    });
     try {
-      return await this.page.evaluate(fn, arg);
+      return await Promise.race([this.page.evaluate(fn, arg), late]);
     } finally {
+      clearTimeout(timer);
       this.check(doing);
     }
   }
@@ -152,7 +158,7 @@ class BrowserEngine {
     const p = { warmup: params.warmup, min_runs: params.min_runs, min_seconds: params.min_seconds,
       max_seconds: params.max_seconds, batch: params.batch };
     return this.call('benchmarking', (a) => window.edgekit.bench(a.arrays, a.stacked, a.params),
-      { arrays: encode(arrays), stacked, params: p });
+      { arrays: encode(arrays), stacked, params: p }, 2 * Number(params.max_seconds || 60) + 120);
   }
 
   async env(environment) {

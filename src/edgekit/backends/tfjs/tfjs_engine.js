@@ -18,6 +18,10 @@
     throw new Error(`the model's input '${name}' is not in the data (which has ${keys.sort().join(', ')})`);
   }
 
+  // a macrotask turn: a loop of resolved promises alone never lets a page's event loop run (a browser
+  // page stalls after a second or so of it)
+  const pause = () => new Promise((ok) => setTimeout(ok, 0));
+
   const per = (a) => a.shape.slice(1).reduce((x, y) => x * y, 1);
 
   function slice(a, start, end, squeeze) { // samples [start, end) of a; squeeze: one sample, no sample axis
@@ -167,6 +171,7 @@
         times.push(t1 - t0);
         const elapsed = t1 - start;
         if ((times.length >= minRuns && elapsed >= minS) || elapsed >= maxS || times.length >= 100000) break;
+        if (times.length % 64 === 0) await pause(); // between timed calls: let the event loop run
       }
       this.dispose(feed);
       return { first_s: first, times_s: times, warmup, batch };
