@@ -69,7 +69,7 @@ def _unsupported_op(text: str) -> str | None:
 class TfjsFromSavedModel(Converter):
     src, dst = "savedmodel", "tfjs"
     recipes = frozenset(QUANTIZE)
-    requires = (("tensorflowjs", "tflite"), ("tensorflow", "tflite"))
+    requires = (("tensorflowjs", "tfjs"), ("tensorflow", "tfjs"))
     tools = ("tensorflowjs", "tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos")
     target_options = ("shard_bytes",)
 
@@ -82,7 +82,7 @@ class TfjsFromKeras(Converter):
 
     src, dst = "keras", "tfjs"
     recipes = frozenset(QUANTIZE)
-    requires = (("tensorflowjs", "tflite"), ("tensorflow", "tflite"))
+    requires = (("tensorflowjs", "tfjs"), ("tensorflow", "tfjs"))
     tools = ("tensorflowjs", "tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos", "keras")
     target_options = ("shard_bytes",)
 
