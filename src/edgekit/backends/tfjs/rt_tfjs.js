@@ -52,7 +52,7 @@ function environment(extra) {
   let cpu = os.cpus()[0] ? os.cpus()[0].model : '';
   return { os: os.type(), release: os.release(), arch: os.machine ? os.machine() : os.arch(), cpu,
     cpu_count: os.cpus().length, mem_total_kb: Math.round(os.totalmem() / 1024), python: null,
-    node: process.versions.node, numpy: null, ...extra };
+    node: process.versions.node, numpy: null, worker: `Node.js ${process.versions.node}`, ...extra };
 }
 
 // The model in this process: @tensorflow/tfjs on its WASM backend.

@@ -163,8 +163,10 @@ class BrowserEngine {
 
   async env(environment) {
     await this.start();
-    const ua = await this.call('probing the page', () => navigator.userAgent);
-    return environment({ runtimes: { tfjs: this.backend ? this.backend.tfjs : null }, tfjs_backend: this.backend || null,
+    const page = await this.call('probing the page', () => ({ ua: navigator.userAgent, tfjs: tf.version.tfjs }));
+    const ua = page.ua;
+    return environment({ runtimes: { tfjs: page.tfjs }, tfjs_backend: this.backend || null,
+      worker: `Chromium ${this.version} (driven from Node.js ${process.versions.node})`,
       browser: `Chromium ${this.version}`, browser_executable: this.cfg.executable, user_agent: ua,
       cross_origin_isolated: this.isolated ?? null,
       network: { origin: this.origin, requests: this.requests, off_loopback: this.offLoopback.slice() } });
