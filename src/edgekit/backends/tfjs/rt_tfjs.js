@@ -83,7 +83,8 @@ class NodeEngine {
     const info = this.engine.setModel(model);
     const b = this.engine.describeBackend();
     this.backend = b;
-    return { ...info, runtime_version: `${tf.version.tfjs} (${b.backend}, Node.js ${process.versions.node})`, backend: b };
+    const detail = `${b.backend}, ${b.threads || 1} thread${b.threads > 1 ? 's' : ''}${b.simd ? ', SIMD' : ''}`;
+    return { ...info, runtime_version: `${tf.version.tfjs} (${detail}; Node.js ${process.versions.node})`, backend: b };
   }
 
   infer(arrays, stacked) { return this.engine.runAll(arrays, stacked); }
