@@ -113,6 +113,18 @@ def test_shard_size_is_a_target_option(tmp_path, digits_source, digits_data):
     assert res.manifest["proof"]["proven"]
 
 
+def test_a_keras_file_converts(tmp_path):
+    """.keras -> (SavedModel export, in the child process) -> TF.js, proven in Node."""
+    code = ("import keras; m = keras.Sequential([keras.Input((8,), name='x'), keras.layers.Dense(16, activation='relu'),"
+            f" keras.layers.Dense(4)]); m.save({str(tmp_path / 'tiny.keras')!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    r = edgekit("convert", str(tmp_path / "tiny.keras"), "--target", "tfjs-uint8", "--data", "random", "-o",
+                str(tmp_path / "out"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    manifest = json.loads((tmp_path / "out" / "tiny" / "tfjs-uint8" / "manifest.json").read_text())
+    assert [e["edge"] for e in manifest["route"]] == ["TfjsFromKeras"] and manifest["proof"]["proven"]
+
+
 # ---- the browser device -----------------------------------------------------------------------------
 
 def _descendants(root: int) -> set[int]:
