@@ -35,7 +35,8 @@ def run_converter(src: Path, kind: str, out_dir: Path, ctx, edge: str) -> Path:
         raise ConversionError(edge, f"option shard_bytes = {shard} is too small (at least 1024 bytes).")
     folder = out_dir / "model"
     args = {"src": str(src), "kind": kind, "out": str(folder), "quantize": QUANTIZE[recipe], "shard_bytes": int(shard)}
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
+    # oneDNN's graph rewrites would fuse ops into kernels TF.js lacks (_MklLayerNorm, in MiniLM): off
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1", TF_ENABLE_ONEDNN_OPTS="0")
     try:
         proc = subprocess.run([sys.executable, "-m", "edgekit.backends.tfjs.convert_child", json.dumps(args)],
                               capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S, env=env)
@@ -62,7 +63,7 @@ def run_converter(src: Path, kind: str, out_dir: Path, ctx, edge: str) -> Path:
 def _unsupported_op(text: str) -> str | None:
     import re
 
-    m = re.search(r"Unsupported Ops in the model[^:]*:\s*([A-Za-z0-9_, ]+)", text)
+    m = re.search(r"Unsupported Ops in the model[^\n:]*[\n:]\s*([A-Za-z0-9_, ]+)", text)
     return m.group(1).split(",")[0].strip() if m else None
 
 
@@ -72,6 +73,7 @@ class TfjsFromSavedModel(Converter):
     requires = (("tensorflowjs", "tfjs"), ("tensorflow", "tfjs"))
     tools = ("tensorflowjs", "tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos")
     target_options = ("shard_bytes",)
+    revision = 2
 
     def convert(self, artifact, out_dir, ctx):
         return run_converter(Path(artifact.path), "savedmodel", out_dir, ctx, self.name())
@@ -85,6 +87,7 @@ class TfjsFromKeras(Converter):
     requires = (("tensorflowjs", "tfjs"), ("tensorflow", "tfjs"))
     tools = ("tensorflowjs", "tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos", "keras")
     target_options = ("shard_bytes",)
+    revision = 2
 
     def convert(self, artifact, out_dir, ctx):
         return run_converter(Path(artifact.path), "keras", out_dir, ctx, self.name())
