@@ -54,6 +54,7 @@ class BrowserEngine {
     this.errors = [];
     this.requests = 0;
     this.offLoopback = [];
+    this.retried = 0;
     this.modelDir = null;
     this.loads = 0;
     this.playwright = require(path.join(mods, 'playwright-core'));
@@ -104,7 +105,14 @@ class BrowserEngine {
     const page = await context.newPage();
     page.on('console', (m) => { if (m.type() === 'error') this.errors.push(`console: ${m.text()}`); });
     page.on('pageerror', (e) => this.errors.push(`page error: ${e.message}`));
-    page.on('requestfailed', (r) => this.errors.push(`request failed: ${r.url()} (${r.failure() && r.failure().errorText})`));
+    this.crashed = new Promise((ok, fail) => page.on('crash', () => fail(new Error(
+      'the page crashed (the renderer died: out of memory, or a GPU process failure)'))));
+    this.crashed.catch(() => {}); // raced by every call below; never unhandled
+    page.on('requestfailed', (r) => {
+      const why = r.failure() ? r.failure().errorText : '?';
+      if (why === 'net::ERR_NETWORK_CHANGED') this.retried += 1; // the page fetches it again (fetchAgain)
+      else this.errors.push(`request failed: ${r.url()} (${why})`);
+    });
     await page.goto(this.origin + '/', { waitUntil: 'load' });
     await page.waitForFunction(() => window.edgekit && window.edgekit.ready, null, { timeout: 60000 });
     this.page = page;
@@ -125,7 +133,7 @@ class BrowserEngine {
         seconds * 1000);
     });
     try {
-      return await Promise.race([this.page.evaluate(fn, arg), late]);
+      return await Promise.race([this.page.evaluate(fn, arg), late, this.crashed]);
     } finally {
       clearTimeout(timer);
       this.check(doing);
@@ -169,7 +177,8 @@ class BrowserEngine {
       worker: `Chromium ${this.version} (driven from Node.js ${process.versions.node})`,
       browser: `Chromium ${this.version}`, browser_executable: this.cfg.executable, user_agent: ua,
       cross_origin_isolated: this.isolated ?? null,
-      network: { origin: this.origin, requests: this.requests, off_loopback: this.offLoopback.slice() } });
+      network: { origin: this.origin, requests: this.requests, off_loopback: this.offLoopback.slice(),
+        refetched_after_network_change: this.retried } });
   }
 
   async close() {
