@@ -21,6 +21,7 @@ const FLAGS = [
   // WebGL without a GPU: ANGLE on SwiftShader (the browser's own software renderer)
   '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist',
 ];
+const START_S = 90;
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json',
   '.bin': 'application/octet-stream' };
 
@@ -85,8 +86,28 @@ class BrowserEngine {
     });
   }
 
+  // Start the server and the browser and open the page, within START_S; a browser that does not get
+  // there (a renderer that never spawns on a loaded machine) is closed and started once more.
   async start() {
-    if (this.page) return;
+    for (let attempt = 1; !this.page; attempt++) {
+      let timer;
+      const late = new Promise((ok, fail) => {
+        timer = setTimeout(() => fail(new Error(`Chromium did not open the page within ${START_S} s`)), START_S * 1000);
+      });
+      try {
+        await Promise.race([this.open(), late]);
+      } catch (e) {
+        await this.close();
+        this.page = null;
+        if (attempt >= 2) throw e;
+        process.stderr.write(`${e.message}; starting it again\n`);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
+
+  async open() {
     this.server = http.createServer((q, s) => this.serve(q, s));
     await new Promise((ok, fail) => { this.server.once('error', fail); this.server.listen(0, '127.0.0.1', ok); });
     this.origin = `http://127.0.0.1:${this.server.address().port}`;
@@ -114,7 +135,7 @@ class BrowserEngine {
       else this.errors.push(`request failed: ${r.url()} (${why})`);
     });
     await page.goto(this.origin + '/', { waitUntil: 'load' });
-    await page.waitForFunction(() => window.edgekit && window.edgekit.ready, null, { timeout: 60000 });
+    await page.waitForFunction(() => window.edgekit && window.edgekit.ready, null, { timeout: START_S * 1000 });
     this.page = page;
     this.check('opening the page');
   }
@@ -182,8 +203,11 @@ class BrowserEngine {
   }
 
   async close() {
-    try { if (this.browser) await this.browser.close(); } catch (e) { /* already gone */ }
-    if (this.server) this.server.close();
+    const browser = this.browser, server = this.server;
+    this.browser = null;
+    this.server = null;
+    try { if (browser) await browser.close(); } catch (e) { /* already gone */ }
+    if (server) server.close();
   }
 }
 
