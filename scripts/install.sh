@@ -49,6 +49,12 @@ if [ ! -f "$stamp" ]; then
   step "Apache TVM 0.27 (what 'edgekit setup tvm' does)"
   pip install $C ml_dtypes tornado psutil cloudpickle xgboost-cpu
   pip install $C --no-deps apache-tvm==0.27.0.post1 apache-tvm-ffi==0.1.14.post1 typing_extensions==4.13.2
+  # tensorflowjs's own pins (tensorflow_decision_forests) would move TensorFlow and protobuf: --no-deps; the
+  # Node.js runner's npm packages (pinned) go into edgekit's cache; Node.js from Debian if missing
+  step "tensorflowjs without its pins, Node.js and the TF.js runner's npm packages (what 'edgekit setup tfjs' does)"
+  pip install $C --no-deps tensorflowjs==4.22.0
+  "$VENV/bin/edgekit" setup tfjs >>"$LOG" 2>&1 \
+    || { echo "install failed at: edgekit setup tfjs (see $LOG)" >&2; tail -n 15 "$LOG" >&2; exit 1; }
   if ! command -v aarch64-linux-gnu-gcc >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     step "the aarch64 cross compiler (tvm-arm64 links with it)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu >>"$LOG" 2>&1 \
@@ -61,6 +67,8 @@ if [ ! -f "$stamp" ]; then
     || { echo "install check failed (onnx2torch): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
   TVM_FFI_DISABLE_TORCH_C_DLPACK=1 "$VENV/bin/python" -W ignore -c "import tvm, tvm.relax, xgboost, tornado, litert_torch" >>"$LOG" 2>&1 \
     || { echo "install check failed (tvm): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
+  TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -W ignore -c "from edgekit.backends.tfjs.convert_child import import_converter; import_converter(); from edgekit.backends.tfjs.npm import installed; assert installed()" >>"$LOG" 2>&1 \
+    || { echo "install check failed (tfjs): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
   rm -f "$VENV"/.edgekit-install-*
   touch "$stamp"
 else

@@ -70,6 +70,10 @@ class RuntimeSpec:
     distribution: str = ""  # its pip distribution name, whose version a device reports
     env: dict = field(default_factory=dict, hash=False)  # environment of the worker (a framework's log level)
     judge: str = ""  # "module:function"(domain, op, target, recipe) -> [(status, why)] (pre-flight)
+    # "module:function"() -> bool: whether it is installed here, when importing ``module`` cannot say
+    # (a runtime that is not Python); and how to install it then, when that is not the pip extra
+    check: str = ""
+    install: str = ""
     backend: str = ""
     root: Path | None = None
 
@@ -86,19 +90,30 @@ class RuntimeSpec:
     def available(self) -> bool:
         from ..core.lazy import available
 
+        if self.check:
+            from . import get_backend
+
+            return bool(get_backend(self.backend).hook(self.check)())
         return available(self.module)
+
+    def install_hint(self) -> str:
+        """The command that installs it on this host."""
+        return self.install or f"pip install 'edgekit[{self.extra}]'"
 
 
 @dataclass(frozen=True)
 class SetupStep:
-    """A pip install that cannot be a plain dependency (e.g. ``--no-deps`` for stale hard pins)."""
+    """A pip install that cannot be a plain dependency (e.g. ``--no-deps`` for stale hard pins), or
+    (``run``) a step of the backend's own that is no pip install (npm packages into edgekit's cache)."""
 
-    pip: tuple[str, ...]
+    pip: tuple[str, ...] = ()
     provides: tuple[str, ...] = ()  # modules it installs: a missing one names `edgekit setup BACKEND`
     why: str = ""
     # "module:function" of the backend that imports what the step installed (when a plain import of the
     # provided modules is not how edgekit imports them); default: import each provided module
     check: str = ""
+    # "module:function"(progress) of the backend that does the step itself (then ``pip`` is empty)
+    run: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,7 +212,7 @@ def load_backend(package: str, root: Path) -> Backend:
             runtimes.append(RuntimeSpec(**r, backend=name, root=root))
         except TypeError as e:
             raise SpecError(f"{where} [[runtimes]]: {e}.") from None
-    steps = tuple(SetupStep(**{k: _tuple(v) for k, v in _table(s, {"pip", "provides", "why", "check"},
+    steps = tuple(SetupStep(**{k: _tuple(v) for k, v in _table(s, {"pip", "provides", "why", "check", "run"},
                                                                   f"{where} [[setup]]").items()})
                   for s in data.get("setup", []))
     kinds = []

@@ -169,7 +169,7 @@ def cmd_targets(args) -> int:
             (p.routes[0].blocked for p in routes if p.routes), "no route")
         rt = get_runtime(t.runtime)
         if not rt.available():
-            usable = f"no: runtime needs pip install 'edgekit[{rt.extra}]'"
+            usable = f"no: runtime needs {rt.install_hint()}"
         rows.append((t.name, get_format(t.format).backend, t.format, t.recipe, t.runtime, usable, t.description))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:

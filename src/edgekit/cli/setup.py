@@ -26,16 +26,25 @@ def cmd_setup(args) -> int:
         return 0
     failed = 0
     for backend, step in steps:
-        done = all(available(m) for m in step.provides) and step.provides
-        label = f"{backend.name}: pip install {' '.join(step.pip)}"
+        done = _done(backend, step)
+        label = f"{backend.name}: " + (f"pip install {' '.join(step.pip)}" if not step.run else step.why or step.run)
         if done and not args.force:
             print(f"{label}  (already installed: {', '.join(step.provides)})")
             continue
         if args.check:
-            print(f"{label}  (MISSING: {', '.join(m for m in step.provides if not available(m))})")
+            missing = step.provides if step.run else [m for m in step.provides if not available(m)]
+            print(f"{label}  (MISSING: {', '.join(missing)})")
             failed += 1
             continue
-        _progress(f"{label}" + (f"  ({step.why})" if step.why else ""))
+        _progress(f"{label}" + (f"  ({step.why})" if step.why and not step.run else ""))
+        if step.run:  # the backend's own step (it raises a typed error naming what failed)
+            backend.hook(step.run)(_progress)
+            if step.check and not backend.hook(step.check)():
+                from ..core.errors import SetupFailed
+
+                raise SetupFailed(f"after '{label}', {', '.join(step.provides)} is still not installed.")
+            print(f"{label}  (installed)")
+            continue
         with _pins(step.pip) as pins:  # pip may add, never move, what is installed
             proc = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
                                    "--only-binary=:all:", "-c", pins, *step.pip], capture_output=True, text=True)
@@ -56,6 +65,14 @@ def cmd_setup(args) -> int:
     if not args.check:
         print("note: 'pip check' now lists the pins these packages declare; they are not needed at run time.")
     return 1 if failed else 0
+
+
+def _done(backend, step) -> bool:
+    from ..core.lazy import available
+
+    if step.run:
+        return bool(step.check) and bool(backend.hook(step.check)())
+    return bool(step.provides) and all(available(m) for m in step.provides)
 
 
 @contextlib.contextmanager

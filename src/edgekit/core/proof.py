@@ -52,7 +52,7 @@ def prove(source, target, artifact: Path, data, edge: str, device=None) -> dict:
                                         f"device whose machine is {target.machine}, to prove it there)"}
     if device is None and not rt.available():
         return {"proven": False, "why": f"runtime '{rt.name}' is not installed here "
-                                        f"(pip install 'edgekit[{rt.extra}]'); the artifact was not loaded"}
+                                        f"({rt.install_hint()}); the artifact was not loaded"}
     key = _key(artifact, arrays, floor, rt.name, device)
     cached = cache_root() / "proofs" / f"{key}.json"
     if cached.exists():

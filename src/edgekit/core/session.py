@@ -180,7 +180,7 @@ class RunnerSession:
                 raise  # a crash or a hang: the message already says so
             if kind in ("ImportError", "ModuleNotFoundError"):
                 hint = (f"Install the {spec.name} runtime where the runner runs ({self.device.name}): "
-                        + ("pip install 'edgekit[" + spec.extra + "]'" if self.device.name == "local" else
+                        + (spec.install_hint() if self.device.name == "local" else
                            f"edgekit devices setup {self.device.name} --runtime {spec.name}") + ".")
             else:
                 hint = (f"'{artifact}' may be truncated or not a {spec.name} model; re-create it with "
@@ -209,7 +209,8 @@ class RunnerSession:
 
     def env(self) -> dict:
         """The device's environment and the versions of the session's Python runtimes there."""
-        worker = self._workers.get(PYTHON_WORKER) or self._current
+        # a session of non-Python runtimes only asks its first runtime's worker (started if need be)
+        worker = self._workers.get(PYTHON_WORKER) or self._current or self._worker(self.specs[0])
         probe = {s.name: {"module": s.module, "runner": s.runner_module} for s in self.specs
                  if self._argv(s) == PYTHON_WORKER}
         return worker.request("probing the environment", op="env", probe=probe)

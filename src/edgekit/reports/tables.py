@@ -68,7 +68,7 @@ def table(records: Iterable[Record | dict]) -> str:
             emu = ", EMULATED: timings are not device speed" if dev.emulated else ""
             notes.append(f"  device {name} ({dev.kind or '?'}{emu}): "
                          f"{p.get('os')} {p.get('arch')}, {p.get('cpu')} x{p.get('cpu_count')}, "
-                         f"{(p.get('mem_total_kb') or 0) / 2**20:.1f} GiB, Python {p.get('python')}; {rts}")
+                         f"{(p.get('mem_total_kb') or 0) / 2**20:.1f} GiB, {_worker(p)}; {rts}")
     if records and records[0].synthetic:
         notes.append("\x1b[31m  RANDOM INPUTS: parity was measured on random data, not real data.\x1b[0m")
     if records:
@@ -151,7 +151,7 @@ def _details(r: Record) -> list[str]:
     probe = r.device.probe if r.device else None
     if probe:
         out.append(f"- device `{r.device_label}`: {probe.get('cpu')} ({probe.get('arch')}, {probe.get('cpu_count')}"
-                   f" cores), Python {probe.get('python')}, runtime {r.runtime} {r.runtime_version}")
+                   f" cores), {_worker(probe)}, runtime {r.runtime} {r.runtime_version}")
     return out
 
 
@@ -176,3 +176,8 @@ def write_reports(records: Iterable[Record | dict], out, title: str | None = Non
     write_html(records, paths["html"], title=title)
     write_csv(records, paths["csv"])
     return paths
+
+
+def _worker(probe: dict) -> str:
+    """What ran the runner: its Python, or what a non-Python worker says it is (``worker``)."""
+    return f"Python {probe['python']}" if probe.get("python") else probe.get("worker") or "Python ?"
