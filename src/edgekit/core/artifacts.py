@@ -84,3 +84,17 @@ def _link_or_copy(src, dst):
         os.link(os.path.realpath(src), dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive lock on ``path`` (created if missing) held for the block: one process at a time
+    builds a shared cached thing (a device root, a tuning database)."""
+    import fcntl
+
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -57,3 +57,24 @@ def import_quietly(module: str, extra: str, what: str = ""):
         return sys.modules[module]
     with native_output_silenced():
         return require(module, extra, what)
+
+
+@contextlib.contextmanager
+def quiet_frameworks(*loggers: str):
+    """Keep frameworks' Python-level chatter (the named loggers below ERROR, warnings, stdout) off
+    the user's terminal while a converter calls them; a real failure still raises."""
+    import io
+    import logging
+    import warnings
+
+    logs = [logging.getLogger(n) for n in loggers]
+    levels = [lg.level for lg in logs]
+    for lg in logs:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(logs, levels):
+            lg.setLevel(lv)

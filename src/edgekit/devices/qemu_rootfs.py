@@ -349,13 +349,7 @@ def _du_bytes(path: Path) -> int:
     return total
 
 
-@contextlib.contextmanager
 def _lock(path: Path):
-    import fcntl
+    from ..core.artifacts import file_lock
 
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return file_lock(path)

@@ -9,13 +9,9 @@ edge opens it as a live module. The artifact takes the source's inputs at their 
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
-import logging
 import sys
 import types
-import warnings
 
 import numpy as np
 
@@ -199,16 +195,8 @@ def _first(e) -> str:
     return next((ln.strip() for ln in str(e).strip().splitlines() if ln.strip()), type(e).__name__)[:300]
 
 
-@contextlib.contextmanager
 def _quiet():
-    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._dynamo", "onnx2torch", "onnxsim")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
+    """The frameworks log and warn at length: kept off the terminal (a real failure still raises)."""
+    from ...core.lazy import quiet_frameworks
+
+    return quiet_frameworks("torch.export", "torch._dynamo", "onnx2torch", "onnxsim")

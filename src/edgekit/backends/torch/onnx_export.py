@@ -2,11 +2,7 @@
 fallback edge for modules the dynamo exporter cannot capture."""
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import re
-import warnings
 from pathlib import Path
 
 from ...core.errors import ConversionError, UnsupportedOperator
@@ -15,21 +11,11 @@ from ...core.graph import Artifact, ConvertContext, Converter
 OPSET = 18
 
 
-@contextlib.contextmanager
 def _quiet():
-    """The exporters log and warn at length (missing torchvision ops, deprecations): keep it out
-    of the user's terminal; a real failure still raises."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
+    """The frameworks log and warn at length: kept off the terminal (a real failure still raises)."""
+    from ...core.lazy import quiet_frameworks
+
+    return quiet_frameworks("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")
 
 
 def _export(artifact: Artifact, out_dir: Path, ctx: ConvertContext, edge: str, dynamo: bool) -> Path:

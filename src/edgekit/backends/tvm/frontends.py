@@ -9,14 +9,10 @@ the source model that uses it (the frontends themselves would list the op types 
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
-import logging
 import os
 import re
 import sys
-import warnings
 
 import numpy as np
 
@@ -266,17 +262,8 @@ def _first(e) -> str:
     return text[:300]
 
 
-@contextlib.contextmanager
 def _quiet():
-    """The frontends and torch.export warn at length; a real failure still raises."""
-    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._dynamo", "tvm")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
+    """The frameworks log and warn at length: kept off the terminal (a real failure still raises)."""
+    from ...core.lazy import quiet_frameworks
+
+    return quiet_frameworks("torch.export", "torch._dynamo", "tvm")

@@ -207,13 +207,7 @@ def _say(msg: str) -> None:
     say(f"[edgekit] {msg}")
 
 
-@contextlib.contextmanager
 def _lock(path: Path):
-    import fcntl
+    from ...core.artifacts import file_lock
 
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return file_lock(path)
