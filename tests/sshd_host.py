@@ -129,6 +129,18 @@ class SshdHost:
         args.update(kw)
         return SshDevice(name, **args)
 
+    def devices_toml(self, name: str = "test-host", python: bool = True, labels: dict | None = None) -> str:
+        """A devices.toml table for an SSH device pointed at this host (host key trusted). ``python``:
+        this test run's Python (else the device's own: ~/.edgekit/venv's or python3)."""
+        lines = [f"[devices.{name}]", 'kind = "ssh"', f'host = "{self.host}"', f"port = {self.port}",
+                 f'user = "{self.user}"', f'identity_file = "{self.identity_file}"',
+                 f'known_hosts = "{self.known_hosts}"']
+        if python:
+            lines.append(f'python = "{self.python}"')
+        if labels:
+            lines.append("labels = { " + ", ".join(f'{k} = "{v}"' for k, v in labels.items()) + " }")
+        return "\n".join(lines) + "\n"
+
     def keygen(self, name: str) -> Path:
         """A fresh ed25519 key pair in the fixture folder (private key path returned)."""
         path = self.dir / name
@@ -362,6 +374,8 @@ def sshd_host(netns: bool = True):
         venv_bin.mkdir(parents=True)
         (venv_bin / "python").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
         (venv_bin / "python").chmod(0o755)
+        for p in (venv_bin.parents[1], venv_bin.parent, venv_bin, venv_bin / "python"):  # the user's own, as on a board
+            os.chown(p, pw.pw_uid, pw.pw_gid)
         _sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgekit-test-host", "-f", str(d / "host_key")])
         host.keygen("client_key")
         (d / "authorized_keys").write_text((d / "client_key.pub").read_text())

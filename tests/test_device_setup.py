@@ -15,8 +15,7 @@ sshd = sshd_fixture("module")
 def test_setup_installs_runtimes_into_an_edgekit_env(sshd, tmp_path):
     inv = tmp_path / "devices.toml"
     # no python given: the device's own python3 (Debian's) is all it has
-    inv.write_text(f'[devices.bare]\nkind = "ssh"\nhost = "{sshd.host}"\nport = {sshd.port}\nuser = "{sshd.user}"\n'
-                   f'identity_file = "{sshd.identity_file}"\nknown_hosts = "{sshd.known_hosts}"\n')
+    inv.write_text(sshd.devices_toml("bare", python=False))
     env = dict(os.environ, EDGEKIT_DEVICES=str(inv))
     home = sshd.remote_path(f"/home/{sshd.user}")
     planted = home / ".edgekit"  # the fixture planted a stand-in env: start from a bare device

@@ -20,20 +20,10 @@ sshd = sshd_fixture("module")
 @pytest.fixture(scope="module")
 def inventory(sshd, tmp_path_factory):
     path = tmp_path_factory.mktemp("inv") / "devices.toml"
-    path.write_text(f"""
-[devices.test-host]
-kind = "ssh"
-host = "{sshd.host}"
-port = {sshd.port}
-user = "{sshd.user}"
-identity_file = "{sshd.identity_file}"
-known_hosts = "{sshd.known_hosts}"
-python = "{sshd.python}"
-labels = {{ board = "test-sshd" }}
-
+    path.write_text(sshd.devices_toml("test-host", labels={"board": "test-sshd"}) + """
 [devices.arm64-emu]
 kind = "qemu-arm64"
-labels = {{ board = "qemu-aarch64" }}
+labels = { board = "qemu-aarch64" }
 """)
     return path
 

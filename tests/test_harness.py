@@ -233,16 +233,7 @@ def test_parity_too_strict(edge_artifact):
 
 
 def _devices_toml(sshd) -> str:
-    return f"""
-[devices.test-host]
-kind = "ssh"
-host = "{sshd.host}"
-port = {sshd.port}
-user = "{sshd.user}"
-identity_file = "{sshd.identity_file}"
-known_hosts = "{sshd.known_hosts}"
-python = "{sshd.python}"
-
+    return "\n" + sshd.devices_toml("test-host") + """
 [devices.arm64-emu]
 kind = "qemu-arm64"
 """

@@ -44,9 +44,7 @@ data = "sentences"
     path.write_text(text)
     inv = tmp_path / "devices.toml"
     if sshd:
-        inv.write_text(f'[devices.test-host]\nkind = "ssh"\nhost = "{sshd.host}"\nport = {sshd.port}\n'
-                       f'user = "{sshd.user}"\nidentity_file = "{sshd.identity_file}"\n'
-                       f'known_hosts = "{sshd.known_hosts}"\npython = "{sshd.python}"\n')
+        inv.write_text(sshd.devices_toml("test-host"))
     return path, inv
 
 

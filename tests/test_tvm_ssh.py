@@ -22,19 +22,10 @@ sshd = sshd_fixture("module")
 
 def test_rpc_server_started_over_ssh(sshd, tmp_path):
     inv = tmp_path / "devices.toml"
-    inv.write_text(f"""
-[devices.test-host]
-kind = "ssh"
-host = "{sshd.host}"
-port = {sshd.port}
-user = "{sshd.user}"
-identity_file = "{sshd.identity_file}"
-known_hosts = "{sshd.known_hosts}"
-python = "{sshd.python}"
-
+    inv.write_text(sshd.devices_toml("test-host") + """
 [devices.board-rpc]
 kind = "tvm-rpc"
-options = {{ ssh = "test-host", timeout = 300 }}
+options = { ssh = "test-host", timeout = 300 }
 """)
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "edgekit", "run", str(ROOT / "examples" / "digits_cnn.py") + ":build",

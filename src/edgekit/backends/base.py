@@ -74,6 +74,9 @@ class RuntimeSpec:
     # (a runtime that is not Python); and how to install it then, when that is not the pip extra
     check: str = ""
     install: str = ""
+    # "module:function"(device, progress) -> {name: version}: how `edgekit devices setup` puts a runtime
+    # that pip cannot install (not Python) on an SSH device, through the device's push/run alone
+    device_setup: str = ""
     backend: str = ""
     root: Path | None = None
 
@@ -95,6 +98,12 @@ class RuntimeSpec:
 
             return bool(get_backend(self.backend).hook(self.check)())
         return available(self.module)
+
+    def setup_on_device(self, device, progress=print) -> dict:
+        """Put this runtime on ``device`` with its backend's ``device_setup`` hook: what it installed."""
+        from . import get_backend
+
+        return dict(get_backend(self.backend).hook(self.device_setup)(device, progress))
 
     def install_hint(self) -> str:
         """The command that installs it on this host."""

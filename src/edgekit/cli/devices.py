@@ -51,6 +51,6 @@ def cmd_devices(args) -> int:
     from ..backends import get_runtime, runtimes
 
     wanted = [name for r in args.runtime for name in _runtime_names(r)] or list(runtimes())
-    result = setup(get_spec(args.name), wanted, progress=_progress)
+    result = setup(get_spec(args.name), wanted, progress=_progress, required=bool(args.runtime))
     print(json.dumps(result, indent=2))
     return 0

@@ -52,6 +52,8 @@ class _Worker:
     def __init__(self, device: Device, argv: list[str], env: dict, timeout: float):
         self.device = device
         self.timeout = timeout
+        self.command = argv[0] if argv else ""
+        self.spec = None  # the runtime it was started for (the shared Python worker: the first one)
         self._lines: queue.Queue = queue.Queue()
         self._stderr: list[str] = []
         self.proc = device.spawn(argv, env=env)
@@ -90,6 +92,11 @@ class _Worker:
                 raise RunnerError(f"the runner cannot start on {name}: its Python has no '{missing.group(1)}'.",
                                   f"Run: edgekit devices setup {name}" if name != "local" else
                                   f"Install it: pip install {missing.group(1)}")
+            if code == 127 and doing == "starting the runner" and self.command != "{python}":
+                name = self.device.name
+                raise RunnerError(f"the runner cannot start on {name}: it has no '{self.command}' on its PATH.",
+                                  f"Install it on {name}, then run: edgekit devices setup {name}"
+                                  if name != "local" else f"Install '{self.command}' on this host.")
             detail = f" Last output: {tail[-1][:200]}" if tail else ""
             raise RunnerError(f"the runner on {self.device.name} crashed (exit code {code}) while {doing}.{detail}")
         return json.loads(line)
@@ -147,6 +154,7 @@ class RunnerSession:
                     env.update(s.env)
             self._workers[argv] = _Worker(self.device, [a.replace("{runner}", self.remote_dir) for a in argv], env,
                                           self.timeout)
+            self._workers[argv].spec = spec
         return self._workers[argv]
 
     @property
@@ -179,13 +187,14 @@ class RunnerSession:
             if kind is None:
                 raise  # a crash or a hang: the message already says so
             if kind in ("ImportError", "ModuleNotFoundError"):
-                hint = (f"Install the {spec.name} runtime where the runner runs ({self.device.name}): "
-                        + (spec.install_hint() if self.device.name == "local" else
-                           f"edgekit devices setup {self.device.name} --runtime {spec.name}") + ".")
-            else:
-                hint = (f"'{artifact}' may be truncated or not a {spec.name} model; re-create it with "
-                        "'edgekit convert'.")
-            raise RunnerError(e.message, hint) from None
+                raise self._not_installed(e, spec) from None
+            raise RunnerError(e.message, f"'{artifact}' may be truncated or not a {spec.name} model; re-create it "
+                              "with 'edgekit convert'.") from None
+
+    def _not_installed(self, e: RunnerError, spec) -> RunnerError:
+        return RunnerError(e.message, f"Install the {spec.name} runtime where the runner runs ({self.device.name}): "
+                           + (spec.install_hint() if self.device.name == "local" else
+                              f"edgekit devices setup {self.device.name} --runtime {spec.name}") + ".")
 
     def _push_arrays(self, arrays: dict) -> str:
         path = Path(_local_tmp()) / f"in-{uuid.uuid4().hex[:8]}.npz"
@@ -213,7 +222,12 @@ class RunnerSession:
         worker = self._workers.get(PYTHON_WORKER) or self._current or self._worker(self.specs[0])
         probe = {s.name: {"module": s.module, "runner": s.runner_module} for s in self.specs
                  if self._argv(s) == PYTHON_WORKER}
-        return worker.request("probing the environment", op="env", probe=probe)
+        try:
+            return worker.request("probing the environment", op="env", probe=probe)
+        except RunnerError as e:
+            if getattr(e, "remote_kind", None) in ("ImportError", "ModuleNotFoundError") and worker.spec is not None:
+                raise self._not_installed(e, worker.spec) from None
+            raise
 
     def close(self) -> None:
         for w in self._workers.values():

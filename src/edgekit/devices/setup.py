@@ -4,6 +4,8 @@ Wheels are downloaded on this host for the device's platform (its arch, glibc an
 probed), pushed, and installed into an edgekit-owned environment on the device
 (``~/.edgekit/venv``, made with ``venv --without-pip`` and a pushed pip wheel). The pinned
 versions are returned and recorded in ``~/.edgekit/versions.json`` on the device.
+A runtime that is not a Python package (its backend.toml names a ``device_setup`` hook) is put
+on the device by that hook, through the device's push and run alone.
 For the emulated ARM64 device, setup builds (or reuses) its root, which carries the runtimes.
 """
 from __future__ import annotations
@@ -54,7 +56,11 @@ def download_wheels(dest: Path, requirements: list[str], arch: str, py: str, lib
     return sorted(dest.glob("*.whl"))
 
 
-def setup(spec: DeviceSpec, runtimes: list[str], progress=print) -> dict:
+def setup(spec: DeviceSpec, runtimes: list[str], progress=print, required: bool = True) -> dict:
+    """Put ``runtimes`` on the device. A runtime whose backend declares ``device_setup`` (one pip cannot
+    install) is put there by that hook; the others as pip wheels into ``~/.edgekit/venv``. With
+    ``required`` off (no runtime was named), a hook that cannot set its runtime up is reported under
+    ``skipped`` instead of failing the rest."""
     from .inventory import DEVICE_CLASSES, device_class
 
     if spec.kind not in DEVICE_CLASSES:  # a kind a backend brings sets itself up, if it can
@@ -72,35 +78,71 @@ def setup(spec: DeviceSpec, runtimes: list[str], progress=print) -> dict:
     from ..backends import get_runtime
 
     specs = [get_runtime(rt) for rt in runtimes]
+    hooked = [s for s in specs if s.device_setup]
+    wheels = [s for s in specs if not s.device_setup]
+    result: dict = {"device": spec.name}
+    installed: dict = {}
     with lease(spec.name), open_device(spec) as device:
-        code, out, err = device.run(["python3", "-c", PROBE], timeout=60)
+        if wheels or not hooked:
+            result.update(_python_env(spec, device, wheels, progress))
+            installed.update(result.pop("installed"))
+        for rt in hooked:
+            progress(f"{spec.name}: setting up runtime {rt.name}")
+            try:
+                got = rt.setup_on_device(device, progress)  # {name: version}
+            except EdgekitError as e:
+                if required:
+                    raise
+                result.setdefault("skipped", {})[rt.name] = e.message
+                progress(f"{spec.name}: runtime {rt.name} skipped: {e.message}")
+                continue
+            installed.update(got)
+        if installed:
+            _record_versions(device, installed)
+    result["installed"] = installed
+    return result
+
+
+def _record_versions(device, versions: dict) -> None:
+    """Merge ``versions`` into ``~/.edgekit/versions.json`` on the device."""
+    code, out, _ = device.run(["sh", "-c", 'cat "$HOME/.edgekit/versions.json" 2>/dev/null || true'])
+    try:
+        old = json.loads(out) if code == 0 and out.strip() else {}
+    except ValueError:
+        old = {}
+    merged = {**(old if isinstance(old, dict) else {}), **versions}
+    device.run(["sh", "-c", 'mkdir -p "$HOME/.edgekit" && printf "%s" "$1" > "$HOME/.edgekit/versions.json"', "sh",
+                json.dumps(merged)])
+
+
+def _python_env(spec: DeviceSpec, device, specs, progress) -> dict:
+    """Wheels fetched here for the device's platform, pushed, installed into ``~/.edgekit/venv`` there."""
+    code, out, err = device.run(["python3", "-c", PROBE], timeout=60)
+    if code != 0:
+        raise SetupError(f"device '{spec.name}' has no working python3 ({err.strip()[:120]}).",
+                         "Install Python 3 on the device.")
+    facts = json.loads(out.strip().splitlines()[-1])
+    progress(f"{spec.name}: {facts['arch']}, Python {facts['py']}, {facts['libc'][0]} {facts['libc'][1]}")
+    requirements = BASE + [req for rt in specs for req in rt.requirements(facts["arch"])]
+    dists = ["numpy"] + [rt.distribution for rt in specs if rt.distribution]
+    with tempfile.TemporaryDirectory() as tmp:
+        progress(f"downloading wheels for {facts['arch']} on this host: {' '.join(requirements)}")
+        wheels = download_wheels(Path(tmp), requirements, facts["arch"], facts["py"], tuple(facts["libc"]))
+        remote = [device.push(w, w.name) for w in wheels]
+    wheel_dir = remote[0].rsplit("/", 1)[0]
+    pip_whl = next(r for r in remote if r.rsplit("/", 1)[1].startswith("pip-"))
+    env = f"{facts['home']}/.edgekit/venv"
+    steps = [["python3", "-m", "venv", "--without-pip", "--clear", env],
+             [f"{env}/bin/python", f"{pip_whl}/pip", "install", "-q", "--no-index", "--find-links", wheel_dir,
+              *requirements],
+             [f"{env}/bin/python", "-c", "import json, sys, importlib.metadata as m; print(json.dumps({d: m.version(d) "
+              "for d in sys.argv[1:] if [x for x in m.distributions() if x.metadata['Name'].lower() == d]}))",
+              *dists]]
+    for argv in steps:
+        progress(f"{spec.name}: {' '.join(argv[:3])} ...")
+        code, out, err = device.run(argv, timeout=900)
         if code != 0:
-            raise SetupError(f"device '{spec.name}' has no working python3 ({err.strip()[:120]}).",
-                             "Install Python 3 on the device.")
-        facts = json.loads(out.strip().splitlines()[-1])
-        progress(f"{spec.name}: {facts['arch']}, Python {facts['py']}, {facts['libc'][0]} {facts['libc'][1]}")
-        requirements = BASE + [req for rt in specs for req in rt.requirements(facts["arch"])]
-        dists = ["numpy"] + [rt.distribution for rt in specs if rt.distribution]
-        with tempfile.TemporaryDirectory() as tmp:
-            progress(f"downloading wheels for {facts['arch']} on this host: {' '.join(requirements)}")
-            wheels = download_wheels(Path(tmp), requirements, facts["arch"], facts["py"], tuple(facts["libc"]))
-            remote = [device.push(w, w.name) for w in wheels]
-        wheel_dir = remote[0].rsplit("/", 1)[0]
-        pip_whl = next(r for r in remote if r.rsplit("/", 1)[1].startswith("pip-"))
-        env = f"{facts['home']}/.edgekit/venv"
-        steps = [["python3", "-m", "venv", "--without-pip", "--clear", env],
-                 [f"{env}/bin/python", f"{pip_whl}/pip", "install", "-q", "--no-index", "--find-links", wheel_dir,
-                  *requirements],
-                 [f"{env}/bin/python", "-c", "import json, sys, importlib.metadata as m; print(json.dumps({d: m.version(d) "
-                  "for d in sys.argv[1:] if [x for x in m.distributions() if x.metadata['Name'].lower() == d]}))",
-                  *dists]]
-        for argv in steps:
-            progress(f"{spec.name}: {' '.join(argv[:3])} ...")
-            code, out, err = device.run(argv, timeout=900)
-            if code != 0:
-                raise SetupError(f"setting up device '{spec.name}' failed at '{argv[0]} {argv[1]}': "
-                                 f"{(err.strip().splitlines() or ['no output'])[-1][:200]}.")
-        versions = json.loads(out.strip().splitlines()[-1])
-        device.run(["sh", "-c", 'printf "%s" "$1" > "$2"', "sh", json.dumps(versions),
-                    f"{facts['home']}/.edgekit/versions.json"])
-    return {"device": spec.name, "env": env, "arch": facts["arch"], "python": facts["py"], "installed": versions}
+            raise SetupError(f"setting up device '{spec.name}' failed at '{argv[0]} {argv[1]}': "
+                             f"{(err.strip().splitlines() or ['no output'])[-1][:200]}.")
+    versions = json.loads(out.strip().splitlines()[-1])
+    return {"env": env, "arch": facts["arch"], "python": facts["py"], "installed": versions}

@@ -3,7 +3,8 @@
 // In Node the model runs on @tensorflow/tfjs with the WASM backend (never tfjs-node). With
 // EDGEKIT_TFJS_BROWSER set (the browser device), the model runs in a headless Chromium page instead
 // (tfjs_browser.js) and this process only speaks the protocol.
-// npm packages: EDGEKIT_TFJS_MODULES, else the folder `edgekit setup tfjs` installs them in.
+// npm packages: EDGEKIT_TFJS_MODULES, else the folder `edgekit devices setup --runtime tfjs` puts them in on a
+// device (~/.edgekit/npm/tfjs-TAG), else the one `edgekit setup tfjs` installs them in.
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -18,19 +19,23 @@ const proto = (obj) => new Promise((ok) => process.stdout.write(JSON.stringify(o
 // libraries print to stdout: keep the protocol alone there
 for (const k of ['log', 'info', 'warn', 'debug']) console[k] = (...a) => process.stderr.write(a.join(' ') + '\n');
 
-function modulesDir() { // the same folder as tfjs/npm.py: node_modules_dir()
+// tfjs/npm.py: node_modules_dir(); for Node (not a browser: the device folder has no browser bundles and no
+// playwright-core), device_npm.py's folder first
+function modulesDir(browser) {
   if (process.env.EDGEKIT_TFJS_MODULES) return process.env.EDGEKIT_TFJS_MODULES;
   const pkg = fs.readFileSync(path.join(__dirname, 'tfjs_package.json'));
-  const tag = crypto.createHash('sha256').update(pkg).digest('hex').slice(0, 12);
+  const folder = `tfjs-${crypto.createHash('sha256').update(pkg).digest('hex').slice(0, 12)}`;
+  const device = path.join(os.homedir(), '.edgekit', 'npm', folder, 'node_modules'); // devices setup --runtime tfjs
+  if (!browser && fs.existsSync(path.join(device, '@tensorflow', 'tfjs', 'package.json'))) return device;
   const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(cache, 'edgekit', 'npm', `tfjs-${tag}`, 'node_modules');
+  return path.join(cache, 'edgekit', 'npm', folder, 'node_modules'); // edgekit setup tfjs
 }
 
 function need(mods, name) {
   try {
     return require(path.join(mods, name));
   } catch (e) {
-    const err = new Error(`the npm package ${name} is not installed in ${mods} (run: edgekit setup tfjs)`);
+    const err = new Error(`the npm package ${name} is not installed in ${mods}`); // the session adds the fix
     err.name = 'ImportError';
     throw err;
   }
@@ -127,7 +132,7 @@ async function main() {
   const browser = process.env.EDGEKIT_TFJS_BROWSER;
   let engine = null;
   const make = () => engine || (engine = browser
-    ? new (require('./tfjs_browser.js').BrowserEngine)(JSON.parse(browser), modulesDir()) : new NodeEngine());
+    ? new (require('./tfjs_browser.js').BrowserEngine)(JSON.parse(browser), modulesDir(true)) : new NodeEngine());
   const state = { rssStart: resetPeak() };
   await proto({ ready: true, protocol: PROTOCOL, pid: process.pid });
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
