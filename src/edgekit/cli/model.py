@@ -11,9 +11,9 @@ def cmd_convert(args) -> int:
     from ..core.convert import convert
     from ..core.specs import get_target
 
-    from ..core.specs import with_options
+    from ..core.specs import with_calibration, with_options
 
-    target = with_options([get_target(args.target)], args.option)[0]
+    target = with_calibration(with_options([get_target(args.target)], args.option), args.calibration)[0]
     source, data = _load(args, need_data=target.recipe_spec.needs_calibration)
     if args.device:
         from ..devices.inventory import using
@@ -41,9 +41,10 @@ def cmd_convert(args) -> int:
 def cmd_run(args) -> int:
     from ..core.pipeline import run, save_records
     from ..reports import table
-    from ..core.specs import default_targets, parse_target_list, with_options
+    from ..core.specs import default_targets, parse_target_list, with_calibration, with_options
 
     targets = with_options(parse_target_list(args.targets) if args.targets else default_targets("run"), args.option)
+    targets = with_calibration(targets, args.calibration)
     source, data = _load(args, need_data=True)
     devices = args.device or ["local"]
     records = run(source, data, targets, Path(args.out), _bench_opts(args), devices=devices, progress=_progress,

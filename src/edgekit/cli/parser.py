@@ -27,6 +27,14 @@ def _add_option_args(p):
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="set a target option for this command, e.g. trials=64 (a tuning budget): it goes to the "
                         "targets that set it already, else to those whose backend declares it; repeat per option")
+    _add_calibration_args(p)
+
+
+def _add_calibration_args(p):
+    p.add_argument("--calibration", action="append", default=[], metavar="KEY=VALUE",
+                   help="change the static int8 targets' calibration: method=minmax|entropy|percentile, "
+                        "percentile=99.99, per_channel=true|false, symmetric=true|false (activations), samples=N; "
+                        "each changed target is named TARGET@CHOICES; repeat per setting")
 
 
 def _add_device_args(p, many=False):
@@ -160,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_bench_args(p)
     _add_device_args(p)
+
+    p = sub.add_parser("diagnose", help="where int8 loses accuracy: every layer's error against the float model, "
+                                        "the worst layers, and what keeping each float buys back")
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--target", required=True, help="an int8 target (e.g. onnx-int8)")
+    p.add_argument("--sensitivity", type=int, default=8, metavar="K",
+                   help="re-quantize with each of the K worst layers alone kept float (default 8; 0: skip)")
+    p.add_argument("--top", type=int, default=12, help="layers shown in the table (default 12)")
+    _add_out(p, what="diagnosis (OUT/MODEL/diagnosis/TARGET/)")
+    _add_model_args(p, data_required=True)
+    _add_calibration_args(p)
 
     p = sub.add_parser("inspect", help="pre-flight: the model's operators and what each target's route supports")
     p.add_argument("model", help=MODEL_HELP)
