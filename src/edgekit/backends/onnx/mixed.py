@@ -132,8 +132,9 @@ def accuracy_aware(model, quantize, keep: list[str], ctx) -> Path:
         return full
     s_pick, path = tried[pick]
     kept = [la.name for la in order[:pick]]
+    layers = "1 layer and its output" if len(kept) == 1 else f"{len(kept)} layers and their outputs"
     ctx.notes.append(("budget met" if met is not None else "budget NOT met; the best found") +
-                     f": {words(s_pick)} (full int8: {words(s_full)}) with {len(kept)} layers and their outputs "
+                     f": {words(s_pick)} (full int8: {words(s_full)}) with {layers} "
                      f"kept float: {', '.join(kept[:12])}{' ...' if len(kept) > 12 else ''}; {len(tried) + len(alone)} "
                      "quantizations tried")
     size_full, size_pick = Path(full).stat().st_size, Path(path).stat().st_size
