@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="where int8 loses accuracy: every layer's error against the float model, "
                                         "the worst layers, and what keeping each float buys back")
     p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("--target", required=True, help="an int8 target (e.g. onnx-int8)")
+    p.add_argument("--target", required=True, help="an int8 target ('edgekit targets' lists them with their recipes)")
     p.add_argument("--sensitivity", type=int, default=8, metavar="K",
                    help="re-quantize with each of the K worst layers alone kept float (default 8; 0: skip)")
     p.add_argument("--top", type=int, default=12, help="layers shown in the table (default 12)")

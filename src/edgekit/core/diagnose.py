@@ -19,7 +19,7 @@ def diagnose(source, target: Target, data, out_root: Path = Path("out"), sensiti
     recipe = target.recipe_spec
     if recipe.kind not in ("int8-static", "int8-dynamic"):
         raise ConversionError(target.name, f"its recipe '{recipe.name}' does not quantize to int8: nothing to "
-                              "diagnose.", "Diagnose an int8 target (e.g. onnx-int8, tflite-int8).")
+                              "diagnose.", "Diagnose an int8 target ('edgekit targets' lists each target's recipe).")
     if data is None or not data.n_calib:
         raise ConversionError(target.name, "diagnosis compares the float and the int8 model on samples, and no data "
                               "was given.", "Pass --data.")

@@ -77,7 +77,7 @@ class Converter:
         from .errors import ConversionError
 
         raise ConversionError(self.name(), "cannot diagnose the layers of what it makes.",
-                              "Diagnose a target whose last step quantizes (e.g. onnx-int8).")
+                              "Diagnose a target whose route ends in a quantizing edge ('edgekit graph --to TARGET').")
 
     @classmethod
     def key_material(cls, ctx):

@@ -358,7 +358,7 @@ def with_calibration(targets: list[Target], items: list[str]) -> list[Target]:
         out.append(dataclasses.replace(t, name=f"{t.name}@{tag}", calibration=merged))
     if not hit:
         raise SpecError("--calibration applies to static int8 targets, and none was given.",
-                        "Add a static int8 target (e.g. onnx-int8, tflite-int8).")
+                        "Add a target whose recipe is int8-static ('edgekit targets' lists them).")
     return out
 
 
