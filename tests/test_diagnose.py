@@ -140,3 +140,11 @@ def test_diagnose_command_on_the_digits_cnn(tmp_path):
     assert sum(la["cosine_alone_float"] is not None for la in d["layers"]) == 2
     r = edgekit("diagnose", DIGITS, "--target", "onnx-fp16", "--data", "digits", "-o", str(tmp_path))
     assert r.returncode != 0 and "Traceback" not in r.stderr and "int8" in r.stderr
+    # the model's report shows the diagnosis (table and plot) beside the run's results
+    r = edgekit("run", DIGITS, "--targets", "onnx-int8", "--data", "digits", "-o", str(tmp_path), "--min-runs", "10",
+                "--min-seconds", "0.1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    html = (tmp_path / "digits_cnn" / "report.html").read_text()
+    section = html[html.index("<h2>Int8 diagnosis</h2>"):]
+    assert "<svg" in section and "cos if float" in section
+    assert "## Int8 diagnosis" in (tmp_path / "digits_cnn" / "report.md").read_text()

@@ -52,11 +52,25 @@ def error_plot(d: Diagnosis, worst: int = 5) -> str:
     return svg_doc(w, h, body, f"relative error per layer of {d.target}")
 
 
-def diagnosis_html(d: Diagnosis) -> str:
+def diagnosis_section(d: Diagnosis, level: int = 2) -> str:
+    """The summary, the plot and the worst layers' table (markup for a page or a report section)."""
     rows = table_rows(d, 20)
     head = "".join(f"<th>{esc(c)}</th>" for c in rows[0])
     trs = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
     lines = "".join(f"<li>{esc(s)}</li>" for s in summary(d))
+    h = f"h{level}"
+    return f"""<ul>{lines}</ul>
+<{h}>Error per layer, in graph order</{h}>
+<p>Black: each layer's output error against the float model (relative L2); grey: its inputs' error. Red dots:
+the layers that add the most error; green: the first past the tolerance (red when it is also among the worst).</p>
+{error_plot(d)}
+<{h}>Worst layers</{h}>
+<p><code>cos if float</code>: the final outputs' cosine to the float model when that layer alone stays float.</p>
+<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>
+"""
+
+
+def diagnosis_html(d: Diagnosis) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Diagnosis: {esc(d.model)} -&gt; {esc(d.target)}</title>
 <style>
@@ -66,13 +80,6 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 3px 10px; border-botto
 .tick {{ font-size: 11px; fill: #475569; }} .axlabel {{ font-size: 12px; fill: #334155; }}
 </style></head><body>
 <h1>Diagnosis: {esc(d.model)} &rarr; {esc(d.target)}</h1>
-<ul>{lines}</ul>
-<h2>Error per layer, in graph order</h2>
-<p>Black: each layer's output error against the float model (relative L2); grey: its inputs' error. Red dots:
-the layers that add the most error; green: the first past the tolerance (red when it is also among the worst).</p>
-{error_plot(d)}
-<h2>Worst layers</h2>
-<p><code>cos if float</code>: the final outputs' cosine to the float model when that layer alone stays float.</p>
-<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>
+{diagnosis_section(d)}
 </body></html>
 """
