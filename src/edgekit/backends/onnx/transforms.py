@@ -71,6 +71,26 @@ class Fp16OnnxFromOnnx(Converter):
         return path
 
 
+class OptimizedOnnxFromOnnx(Converter):
+    """fp32 with ONNX Runtime's transformer fusions (``fusion.py``)."""
+
+    src, dst = "onnx", "onnx"
+    recipes = frozenset({"optimize"})
+    requires = (("onnx", "onnx"), ("onnxruntime", "onnx"))
+    tools = ("onnx", "onnxruntime")
+
+    def convert(self, artifact, out_dir, ctx):
+        from .fusion import fuse
+
+        check_standard_ops(artifact.path, self.name())
+        path = out_dir / "model.onnx"
+        stats = fuse(Path(artifact.path), path)
+        ctx.notes.append("transformer fusions (ONNX Runtime's optimizer): " + (
+            ", ".join(f"{k} x{v}" for k, v in sorted(stats.items())) if stats else
+            "no pattern fused; the graph is unchanged apart from its clean-up"))
+        return path
+
+
 def _float_islands(model) -> list[str]:
     """Nodes that must stay float: those fed by a huge constant (additive attention mask),
     their elementwise descendants, and the first Add/Softmax that consumes them."""
