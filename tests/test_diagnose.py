@@ -148,3 +148,15 @@ def test_diagnose_command_on_the_digits_cnn(tmp_path):
     section = html[html.index("<h2>Int8 diagnosis</h2>"):]
     assert "<svg" in section and "cos if float" in section
     assert "## Int8 diagnosis" in (tmp_path / "digits_cnn" / "report.md").read_text()
+
+
+def test_a_failed_int8_parity_names_the_layer(planted, tmp_path):
+    """What `edgekit run` appends to an int8 row that failed parity (the quick diagnosis)."""
+    from edgekit.core.diagnose import blame
+    from edgekit.core.specs import get_target
+
+    source, data = planted
+    why = blame(source, get_target("onnx-int8"), data, tmp_path)
+    assert why.startswith("int8 loses most at layer node_conv2d_1 (Conv+Relu"), why
+    assert (tmp_path / "planted_outlier" / "diagnosis" / "onnx-int8" / "diagnosis.json").exists()
+    assert blame(source, get_target("onnx-fp16"), data, tmp_path) == ""  # not int8: nothing to say

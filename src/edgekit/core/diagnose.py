@@ -61,3 +61,21 @@ def write(d: Diagnosis, folder: Path) -> Path:
         (tmp / "diagnosis.md").write_text(diagnosis_markdown(d))
         (tmp / "diagnosis.html").write_text(diagnosis_html(d))
     return folder
+
+
+def blame(source, target: Target, data, out_root: Path) -> str:
+    """For a quantized target that failed parity: one clause naming the layer where int8 loses most
+    (the quick diagnosis, written beside the model's reports), or "" when it cannot be said."""
+    if target.recipe_spec.kind not in ("int8-static", "int8-dynamic") or data is None or not data.n_calib:
+        return ""
+    try:
+        d, folder = diagnose(source, target, data, out_root, sensitivity=0)
+    except EdgekitError:
+        return ""
+    worst = d.ranked()[0] if d.layers else None
+    if worst is None or worst.added <= 0:
+        return ""
+    first = d.first_crossing()
+    where = f"; first past the tolerance: {first.name}" if first is not None and first.name != worst.name else ""
+    return (f"int8 loses most at layer {worst.name} ({worst.op}, error {worst.error_in:.2f} -> {worst.error_out:.2f})"
+            f"{where}; 'edgekit diagnose' for the rest (diagnosis/{target.name}/)")

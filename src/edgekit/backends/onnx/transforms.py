@@ -265,9 +265,10 @@ class QuantizedOnnxFromOnnx(Converter):
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         here = os.getcwd()
+        src, dst = Path(src).resolve(), Path(dst).resolve()  # (a relative model path is the user's cwd's)
         try:  # its symbolic shape inference writes temp files into the current folder: keep them in ours
             os.chdir(dst.parent)
-            quant_pre_process(str(src.resolve()), str(dst.resolve()), skip_symbolic_shape=False)
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
         except Exception:
             shutil.copyfile(src, dst)  # pre-processing is an optimisation; quantize the model as it is
         finally:
