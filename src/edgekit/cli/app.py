@@ -107,7 +107,7 @@ COMMANDS = {
     "bench": "model:cmd_bench", "targets": "model:cmd_targets", "graph": "model:cmd_graph",
     "inspect": "model:cmd_inspect", "devices": "devices:cmd_devices", "sweep": "results:cmd_sweep",
     "check": "results:cmd_check", "fit": "results:cmd_fit", "report": "results:cmd_report",
-    "setup": "setup:cmd_setup", "golden": "golden:cmd_golden",
+    "setup": "setup:cmd_setup", "golden": "golden:cmd_golden", "diagnose": "diagnose:cmd_diagnose",
 }
 
 

@@ -11,9 +11,9 @@ def cmd_convert(args) -> int:
     from ..core.convert import convert
     from ..core.specs import get_target
 
-    from ..core.specs import with_options
+    from ..core.specs import with_calibration, with_options
 
-    target = with_options([get_target(args.target)], args.option)[0]
+    target = with_calibration(with_options([get_target(args.target)], args.option), args.calibration)[0]
     source, data = _load(args, need_data=target.recipe_spec.needs_calibration)
     if args.device:
         from ..devices.inventory import using
@@ -41,9 +41,10 @@ def cmd_convert(args) -> int:
 def cmd_run(args) -> int:
     from ..core.pipeline import run, save_records
     from ..reports import table
-    from ..core.specs import default_targets, parse_target_list, with_options
+    from ..core.specs import default_targets, parse_target_list, with_calibration, with_options
 
-    targets = with_options(parse_target_list(args.targets) if args.targets else default_targets("run"), args.option)
+    chosen = parse_target_list(args.targets) if args.targets else default_targets("fit" if args.best else "run")
+    targets = with_calibration(with_options(chosen, args.option), args.calibration)
     source, data = _load(args, need_data=True)
     devices = args.device or ["local"]
     records = run(source, data, targets, Path(args.out), _bench_opts(args), devices=devices, progress=_progress,
@@ -61,6 +62,19 @@ def cmd_run(args) -> int:
         print(f"mlflow:   {res.get('tracking_uri')} ({len(res.get('run_ids', []))} runs)"
               + (f" WARNING: {res['warning']}" if res.get("warning") else ""))
     bad = [r for r in records if r.get("status") not in ("ok", "reference")]
+    if args.best:
+        from ..core.fit import Budget, explain, judge
+
+        budget = Budget(args.max_latency_ms, args.max_size_mb, args.max_accuracy_drop, args.min_cosine)
+        if all(v is None for v in (budget.max_latency_ms, budget.max_size_mb, budget.max_accuracy_drop,
+                                    budget.min_cosine)):
+            budget = Budget(None, None, None, 0.99)
+            print("\n--best with no budget given: cosine >= 0.99 to the source")
+        for device in devices:
+            winner, cands, closest = judge([r for r in records if r.get("device", {}).get("name", device) == device
+                                            or r.get("status") == "reference"], budget)
+            print()
+            print(explain(winner, cands, closest, budget, device, None, False))
     return 1 if bad else 0
 
 

@@ -27,6 +27,22 @@ def _add_option_args(p):
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="set a target option for this command, e.g. trials=64 (a tuning budget): it goes to the "
                         "targets that set it already, else to those whose backend declares it; repeat per option")
+    _add_calibration_args(p)
+
+
+def _add_calibration_args(p):
+    p.add_argument("--calibration", action="append", default=[], metavar="KEY=VALUE",
+                   help="change the static int8 targets' calibration: method=minmax|entropy|percentile, "
+                        "percentile=99.99, per_channel=true|false, symmetric=true|false (activations), samples=N; "
+                        "each changed target is named TARGET@CHOICES; repeat per setting")
+
+
+def _add_budget_args(p):
+    p.add_argument("--max-latency-ms", type=float, metavar="MS", help="latency budget: p50 in milliseconds")
+    p.add_argument("--max-size-mb", type=float, metavar="MB", help="size budget in megabytes")
+    p.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
+                   help="points of accuracy the artifact may lose (a cosine floor of 0.98 without labels)")
+    p.add_argument("--min-cosine", type=float, help="cosine floor of the worst output against the source")
 
 
 def _add_device_args(p, many=False):
@@ -65,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p)
     p.add_argument("--track", action="store_true", help="log the records to MLflow (one run per target, device)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: a local SQLite store in ./mlruns)")
+    p.add_argument("--best", action="store_true",
+                   help="also name the fastest artifact that meets the budgets below (default budget: cosine >= "
+                        "0.99); without --targets, every target marked for 'fit' (the accuracy-aware int8 ones too)")
+    _add_budget_args(p)
     _add_model_args(p)
     _add_option_args(p)
     _add_bench_args(p)
@@ -145,11 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--targets", help="candidate targets (default: the targets marked for 'fit')")
     p.add_argument("--recipes", default="", help="recipe variants to try too (e.g. int8-static-entropy)")
-    p.add_argument("--max-latency-ms", type=float, metavar="MS", help="latency budget: p50 in milliseconds")
-    p.add_argument("--max-size-mb", type=float, metavar="MB", help="size budget in megabytes")
-    p.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
-                   help="points of accuracy the artifact may lose (a cosine floor of 0.98 without labels)")
-    p.add_argument("--min-cosine", type=float, help="cosine floor of the worst output against the source")
+    _add_budget_args(p)
     p.add_argument("--fallback", action="store_true",
                    help="also pick a fallback: the fastest artifact on a different runtime that meets every budget "
                         "(exit 1 if there is none)")
@@ -160,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_bench_args(p)
     _add_device_args(p)
+
+    p = sub.add_parser("diagnose", help="where int8 loses accuracy: every layer's error against the float model, "
+                                        "the worst layers, and what keeping each float buys back")
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--target", required=True, help="an int8 target ('edgekit targets' lists them with their recipes)")
+    p.add_argument("--sensitivity", type=int, default=8, metavar="K",
+                   help="re-quantize with each of the K worst layers alone kept float (default 8; 0: skip)")
+    p.add_argument("--top", type=int, default=12, help="layers shown in the table (default 12)")
+    _add_out(p, what="diagnosis (OUT/MODEL/diagnosis/TARGET/)")
+    _add_model_args(p, data_required=True)
+    _add_calibration_args(p)
 
     p = sub.add_parser("inspect", help="pre-flight: the model's operators and what each target's route supports")
     p.add_argument("model", help=MODEL_HELP)

@@ -53,6 +53,10 @@ class Converter:
     platforms: ClassVar[tuple[str, ...]] = ()  # sys.platform prefixes; empty = any
     recipes: ClassVar[frozenset[str]] = frozenset({"none"})
     calibration_methods: ClassVar[frozenset[str]] = frozenset({"minmax"})
+    # the calibration settings besides the method this edge honours when set away from their defaults
+    calibration_settings: ClassVar[frozenset[str]] = frozenset({"samples", "per_channel"})
+    # True: applies a recipe's accuracy budget (keeps the most sensitive layers float until it is met)
+    meets_budget: ClassVar[bool] = False
     io_dtypes: ClassVar[frozenset[str]] = frozenset({"float32"})
     tools: ClassVar[tuple[str, ...]] = ()  # distributions whose versions are recorded ("a|b": either name)
     revision: ClassVar[int] = 1  # bump to invalidate cached outputs of this edge
@@ -65,6 +69,15 @@ class Converter:
     # target options this edge reads (a target triple, a tuning budget): their values key its cached
     # output whatever the recipe, so targets differing only in these options never share a step
     target_options: ClassVar[tuple[str, ...]] = ()
+
+    def diagnose(self, artifact: Artifact, out_dir: Path, ctx: ConvertContext, sensitivity: int):
+        """Where this edge's recipe loses accuracy on ``artifact`` (its input): a
+        ``core.diagnosis.Diagnosis`` over ``ctx.data``'s calibration samples; ``sensitivity``: how many
+        of the worst layers to re-measure with each alone kept float. Edges that cannot say raise."""
+        from .errors import ConversionError
+
+        raise ConversionError(self.name(), "cannot diagnose the layers of what it makes.",
+                              "Diagnose a target whose route ends in a quantizing edge ('edgekit graph --to TARGET').")
 
     @classmethod
     def key_material(cls, ctx):
@@ -109,6 +122,12 @@ class Converter:
             return f"does not apply recipe kind '{recipe.kind}'"
         if recipe.kind == "int8-static" and recipe.calibration.method not in cls.calibration_methods:
             return f"has no '{recipe.calibration.method}' calibration (only {', '.join(sorted(cls.calibration_methods))})"
+        if recipe.kind == "int8-static":
+            unmet = sorted(set(recipe.calibration.choices()) - cls.calibration_settings - {"method", "percentile"})
+            if unmet:
+                return f"cannot set calibration {', '.join(unmet)}"
+        if recipe.budget is not None and not cls.meets_budget:
+            return "cannot keep layers float to meet an accuracy budget"
         if target.io_dtype not in cls.io_dtypes:
             return f"cannot give {target.io_dtype} inputs/outputs"
         return None

@@ -162,7 +162,26 @@ def run(source, dataset, targets: list[Target], out_root: Path = Path("out"), be
     records = [src_row]
     for name in devices:
         records += measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress, device_wait)
+    _blame_layers(records, source, targets, dataset, out_root, progress)
     return records
+
+
+def _blame_layers(records: list[dict], source, targets: list[Target], dataset, out_root: Path, progress) -> None:
+    """An int8 target that failed parity names the layer where it loses most (a quick diagnosis)."""
+    from .diagnose import blame
+
+    said: dict[str, str] = {}
+    for r in records:
+        if r.get("status") != "parity_failed":
+            continue
+        name = r["target"]
+        if name not in said:
+            target = next((t for t in targets if t.name == name), None)
+            if target is not None and target.recipe_spec.kind in ("int8-static", "int8-dynamic"):
+                progress(f"{name}: parity failed; finding the layer int8 loses most at")
+            said[name] = blame(source, target, dataset, out_root) if target is not None else ""
+        if said[name]:
+            r["reason"] = f"{r.get('reason', '')}; {said[name]}".lstrip("; ")
 
 
 def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress, device_wait, emit=None,

@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-RECIPE_KINDS = ("none", "fp16", "int8-dynamic", "int8-static")
+RECIPE_KINDS = ("none", "fp16", "int8-dynamic", "int8-static", "optimize")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_USES = ("run", "fit")  # commands that take a target when the user names none
 
@@ -30,13 +30,42 @@ DEFAULT_USES = ("run", "fit")  # commands that take a target when the user names
 class Calibration:
     method: str = "minmax"
     samples: int = 200
-    per_channel: bool = True
-    percentile: float = 99.99
+    per_channel: bool = True  # weights: one scale per output channel (else one per tensor)
+    percentile: float = 99.99  # method "percentile": the share of |activation| values the range keeps
+    symmetric: bool = False  # activations: a range symmetric about 0 (zero point 0) instead of min..max
 
     def __post_init__(self):
         _one_of("calibration.method", self.method, CALIBRATION_METHODS)
         if self.samples < 1:
             raise SpecError(f"calibration.samples must be >= 1, got {self.samples}.")
+        if not 50.0 < self.percentile <= 100.0:
+            raise SpecError(f"calibration.percentile must be in (50, 100], got {self.percentile}.")
+
+    def choices(self) -> dict:
+        """The fields that differ from the defaults (what an edge must honour)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != f.default}
+
+    def label(self) -> str:
+        """The choices in words: "minmax, per-channel, asymmetric"."""
+        words = [self.method + (f" {self.percentile:g}%" if self.method == "percentile" else ""),
+                 "per-channel" if self.per_channel else "per-tensor", "symmetric" if self.symmetric else "asymmetric"]
+        return ", ".join(words)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What an accuracy-aware recipe must keep, judged on samples the calibration did not use: the
+    quantized model's output cosine to the float one, and/or the task metric's drop in points."""
+
+    min_cosine: float | None = None
+    max_task_drop: float | None = None
+
+    def __post_init__(self):
+        if self.min_cosine is None and self.max_task_drop is None:
+            raise SpecError("a budget needs min_cosine or max_task_drop.", "Example: [budget] min_cosine = 0.99")
+        if self.min_cosine is not None and not 0.0 < self.min_cosine <= 1.0:
+            raise SpecError(f"budget.min_cosine must be in (0, 1], got {self.min_cosine}.")
 
 
 @dataclass(frozen=True)
@@ -49,11 +78,15 @@ class Recipe:
     quantize_ops: tuple[str, ...] = ()  # static int8: only these op types (empty: every op the quantizer can)
     # ONNX/TFLite tensors that must stay float (e.g. an additive attention mask).
     keep_float_ops: tuple[str, ...] = ()
+    # accuracy-aware: keep the most sensitive layers float (or at int16) until this is met
+    budget: Budget | None = None
 
     def __post_init__(self):
         _one_of("recipe kind", self.kind, RECIPE_KINDS)
         if self.kind == "int8-static" and self.calibration is None:
             object.__setattr__(self, "calibration", Calibration())
+        if self.budget is not None and self.kind != "int8-static":
+            raise SpecError(f"recipe '{self.name}': a budget applies to int8-static recipes only.")
 
     @property
     def needs_calibration(self) -> bool:
@@ -95,6 +128,8 @@ class Target:
     tolerance: Tolerance = field(default_factory=Tolerance)
     default_for: tuple[str, ...] = ()  # commands (run, fit) that use this target when given none
     options: dict = field(default_factory=dict, hash=False)  # free table, validated by the format's backend
+    # changes to the recipe's calibration (a target file's [calibration] table, or --calibration KEY=VALUE)
+    calibration: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         from ..backends import formats, runtimes
@@ -130,7 +165,19 @@ class Target:
 
     @property
     def recipe_spec(self) -> Recipe:
-        return get_recipe(self.recipe)
+        recipe = get_recipe(self.recipe)
+        if not self.calibration:
+            return recipe
+        if recipe.calibration is None:
+            raise SpecError(f"target '{self.name}': recipe '{recipe.name}' takes no calibration, so "
+                            f"{', '.join(self.calibration)} cannot be set.", "Use a static int8 target.")
+        try:
+            cal = dataclasses.replace(recipe.calibration, **self.calibration)
+        except TypeError:
+            known = [f.name for f in dataclasses.fields(Calibration)]
+            bad = sorted(set(self.calibration) - set(known))
+            raise SpecError(f"calibration has no setting {', '.join(bad)}.", f"Settings: {', '.join(known)}.") from None
+        return dataclasses.replace(recipe, calibration=cal)
 
 
 def _runtime_formats(fmt: str) -> list[str]:
@@ -281,6 +328,48 @@ def with_options(targets: list[Target], overrides: list[str]) -> list[Target]:
         for i, tname in (already or known).items():
             out[i] = replace(out[i], options={**out[i].options, name: _option_value(name, text.strip(), tname)})
     return out
+
+
+def with_calibration(targets: list[Target], items: list[str]) -> list[Target]:
+    """The targets with ``KEY=VALUE`` changes to their recipe's calibration (``--calibration``), on those
+    whose recipe calibrates; each changed target is renamed ``target@choices`` (its records and output
+    folder must not be taken for the default's)."""
+    if not items:
+        return list(targets)
+    types = {f.name: f.type for f in dataclasses.fields(Calibration)}
+    change = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in types:
+            raise SpecError(f"--calibration '{item}' is not KEY=VALUE with KEY one of {', '.join(types)}.",
+                            "Example: --calibration method=entropy")
+        change[name] = _option_value(f"calibration.{name}", text.strip(), {"int": "int", "float": "float",
+                                                                          "bool": "bool"}.get(types[name], "str"))
+    out, hit = [], False
+    for t in targets:
+        if not t.recipe_spec.needs_calibration:
+            out.append(t)
+            continue
+        hit = True
+        merged = {**t.calibration, **change}
+        cal = dataclasses.replace(get_recipe(t.recipe).calibration or Calibration(), **merged)  # validates
+        tag = "+".join(_choice_tag(k, getattr(cal, k)) for k in change)
+        out.append(dataclasses.replace(t, name=f"{t.name}@{tag}", calibration=merged))
+    if not hit:
+        raise SpecError("--calibration applies to static int8 targets, and none was given.",
+                        "Add a target whose recipe is int8-static ('edgekit targets' lists them).")
+    return out
+
+
+def _choice_tag(key: str, value) -> str:
+    if key == "per_channel":
+        return "per-channel" if value else "per-tensor"
+    if key == "symmetric":
+        return "symmetric" if value else "asymmetric"
+    if key == "method":
+        return str(value)
+    return f"{key.replace('_', '-')}{value:g}" if isinstance(value, float) else f"{key}{value}"
 
 
 def _option_value(name: str, text: str, tname: str):

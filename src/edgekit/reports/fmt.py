@@ -144,3 +144,11 @@ def calibration_text(used, available, cap) -> str:
 def path_html(path) -> str:
     """A file path for HTML: escaped, with a line-break opportunity after each slash (never mid-name)."""
     return esc(path).replace("/", "/<wbr>")
+
+
+def plain_table(rows: list[tuple]) -> str:
+    """Rows of text cells as aligned columns, a rule under the first (the heading)."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

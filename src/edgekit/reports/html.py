@@ -127,7 +127,7 @@ footer{margin-top:30px;color:var(--dim);font-size:12px}
 """
 
 
-def html_report(records: Iterable[Record | dict], title: str | None = None) -> str:
+def html_report(records: Iterable[Record | dict], title: str | None = None, diagnoses=()) -> str:
     """One self-contained HTML page for ``records`` (one model's run, several runs, or a sweep over
     models and devices): results table, trade-off scatters with the Pareto front, latency
     distributions, parity per target, and the environment and provenance."""
@@ -183,6 +183,13 @@ def html_report(records: Iterable[Record | dict], title: str | None = None) -> s
         parts.append("<h2>Parity per target</h2>")
         for m in models:
             parts.append(f'<section class="model"><h3>{esc(m)}</h3>{parity_bars(records, m)}</section>')
+        if diagnoses:
+            from .diagnosis import diagnosis_section
+
+            parts.append("<h2>Int8 diagnosis</h2>")
+            for d in diagnoses:
+                parts.append(f'<section class="model"><h3>{esc(d.model)} &rarr; {esc(d.target)}</h3>'
+                             f'{diagnosis_section(d, 4)}</section>')
         parts.append("<h2>Environment and provenance</h2>")
         parts.append(environment(records))
     parts.append(f'<footer>Written by edgekit {esc(", ".join(versions) or "")}. This page is self-contained: '
@@ -217,11 +224,11 @@ def report_title(records: Iterable[Record | dict]) -> str:
     return f"edgekit report: {shown}"
 
 
-def write_html(records: Iterable[Record | dict], path, title: str | None = None) -> Path:
+def write_html(records: Iterable[Record | dict], path, title: str | None = None, diagnoses=()) -> Path:
     """Write the HTML report atomically: a temp file beside ``path``, then one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = html_report(records, title)
+    text = html_report(records, title, diagnoses)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -169,11 +169,20 @@ def write_reports(records: Iterable[Record | dict], out, title: str | None = Non
     from .csv_report import write_csv
     from .html import write_html
 
+    from ..core.diagnosis import Diagnosis, summary
+
     records = as_records(records)
     out = Path(out)
     paths = {"markdown": out / "report.md", "html": out / "report.html", "csv": out / "results.csv"}
-    write_text(paths["markdown"], markdown(records))
-    write_html(records, paths["html"], title=title)
+    # what 'edgekit diagnose' wrote for this model's targets goes into the page too
+    diagnoses = [Diagnosis.load(p) for p in sorted(out.glob("diagnosis/*/diagnosis.json"))]
+    text = markdown(records)
+    if diagnoses:
+        text += "\n## Int8 diagnosis\n\n" + "".join(
+            f"- {d.target}: see diagnosis/{d.target}/diagnosis.md ({summary(d)[1] if len(summary(d)) > 1 else ''})\n"
+            for d in diagnoses)
+    write_text(paths["markdown"], text)
+    write_html(records, paths["html"], title=title, diagnoses=diagnoses)
     write_csv(records, paths["csv"])
     return paths
 

@@ -71,6 +71,26 @@ class Fp16OnnxFromOnnx(Converter):
         return path
 
 
+class OptimizedOnnxFromOnnx(Converter):
+    """fp32 with ONNX Runtime's transformer fusions (``fusion.py``)."""
+
+    src, dst = "onnx", "onnx"
+    recipes = frozenset({"optimize"})
+    requires = (("onnx", "onnx"), ("onnxruntime", "onnx"))
+    tools = ("onnx", "onnxruntime")
+
+    def convert(self, artifact, out_dir, ctx):
+        from .fusion import fuse
+
+        check_standard_ops(artifact.path, self.name())
+        path = out_dir / "model.onnx"
+        stats = fuse(Path(artifact.path), path)
+        ctx.notes.append("transformer fusions (ONNX Runtime's optimizer): " + (
+            ", ".join(f"{k} x{v}" for k, v in sorted(stats.items())) if stats else
+            "no pattern fused; the graph is unchanged apart from its clean-up"))
+        return path
+
+
 def _float_islands(model) -> list[str]:
     """Nodes that must stay float: those fed by a huge constant (additive attention mask),
     their elementwise descendants, and the first Add/Softmax that consumes them."""
@@ -113,10 +133,12 @@ class QuantizedOnnxFromOnnx(Converter):
     src, dst = "onnx", "onnx"
     recipes = frozenset({"int8-dynamic", "int8-static"})
     calibration_methods = frozenset({"minmax", "entropy", "percentile"})
+    calibration_settings = frozenset({"samples", "per_channel", "symmetric"})
+    meets_budget = True
     requires = (("onnx", "onnx"), ("onnxruntime", "onnx"))
     tools = ("onnx", "onnxruntime")
     uses_data = True  # dynamic int8 too: a collapse found on the calibration samples is repaired
-    revision = 6  # 6: Constant weights become initializers first (dynamic int8)
+    revision = 7  # 7: calibration choices (symmetric), accuracy budgets
 
     @classmethod
     def judge(cls, domain, op, target, recipe, facts):
@@ -132,17 +154,19 @@ class QuantizedOnnxFromOnnx(Converter):
 
         return quantizer_notes()
 
-    def convert(self, artifact, out_dir, ctx):
+    def prepare(self, artifact, work: Path, ctx):
+        """Pre-process the float model for the quantizer in ``work``: (model, quantize, keep), where
+        ``quantize(exclude, calib=None) -> path`` writes a new int8 model with the nodes ``exclude``
+        left float (``calib``: the calibration sample indices, default the recipe's first ones) and
+        ``keep`` lists the nodes that must stay float whatever the recipe."""
         import onnx
 
         from .graph_edits import constants_to_initializers
-        from .int8 import counts_note, excluded_note, n_quantized, quantized_counts, repair
         from .precision import name_nodes
 
         check_standard_ops(artifact.path, self.name())
         recipe = ctx.recipe
-        work = out_dir / "work"
-        work.mkdir()
+        work.mkdir(exist_ok=True)
         pre = work / "pre.onnx"
         self._preprocess(artifact.path, pre)
         model = onnx.load(str(pre))
@@ -156,17 +180,39 @@ class QuantizedOnnxFromOnnx(Converter):
             onnx.save(model, str(pre))
         if moved:
             ctx.notes.append(f"{moved} Constant nodes as initializers (where the quantizer reads weights)")
-        path = out_dir / "model.onnx"
         keep = _float_islands(model)
         if keep:
             ctx.notes.append(f"kept float: {len(keep)} nodes fed by huge constants (e.g. an attention mask)")
         dynamic = recipe.kind == "int8-dynamic"
 
-        def quantize(exclude: list[str]) -> Path:
+        def quantize(exclude: list[str], calib: range | None = None) -> Path:
             made = work / f"int8-{len(list(work.glob('int8-*.onnx')))}.onnx"
-            (self._dynamic if dynamic else self._static)(pre, made, ctx, exclude)
+            if dynamic:
+                self._dynamic(pre, made, ctx, exclude)
+            else:
+                self._static(pre, made, ctx, exclude, calib)
             return made
 
+        return model, quantize, keep
+
+    def diagnose(self, artifact, out_dir, ctx, sensitivity):
+        from .diagnose import diagnose_int8
+
+        return diagnose_int8(self, artifact, out_dir, ctx, sensitivity)
+
+    def convert(self, artifact, out_dir, ctx):
+        from .int8 import excluded_note, repair
+
+        recipe = ctx.recipe
+        work = out_dir / "work"
+        model, quantize, keep = self.prepare(artifact, work, ctx)
+        path = out_dir / "model.onnx"
+        if recipe.budget is not None and ctx.data is not None and ctx.data.n_calib:
+            from .mixed import accuracy_aware
+
+            made = accuracy_aware(model, quantize, keep, ctx)
+            shutil.move(str(made), str(path))
+            return self._finish(model, path, work, ctx)
         data = ctx.data if ctx.data is not None and ctx.data.n_calib else None
         if data is None:  # dynamic int8 needs no data; without it, nothing is checked here
             made = quantize(keep)
@@ -193,14 +239,21 @@ class QuantizedOnnxFromOnnx(Converter):
                                       f"layers responsible: {named or 'none found'}.",
                                       "A gentler recipe (int8 on the linear layers only, dynamic int8) or fp16.")
         shutil.move(str(made), str(path))
+        return self._finish(model, path, work, ctx)
+
+    def _finish(self, model, path: Path, work: Path, ctx) -> Path:
+        import onnx
+
+        from .int8 import counts_note, n_quantized, quantized_counts
+
+        recipe = ctx.recipe
         counts = quantized_counts(model, onnx.load(str(path), load_external_data=False))
-        if dynamic:
+        if recipe.kind == "int8-dynamic":
             head = f"dynamic int8 ({'per-channel' if recipe.weights_per_channel else 'per-tensor'} weights)"
         else:
             cal = recipe.calibration
             used = min(ctx.data.n_calib, cal.samples)
-            head = (f"static int8 QDQ ({cal.method}, {'per-channel' if cal.per_channel else 'per-tensor'}, "
-                    f"{calibration_text(used, ctx.data.n_calib, cal.samples)})")
+            head = f"static int8 QDQ ({cal.label()}, {calibration_text(used, ctx.data.n_calib, cal.samples)})"
         ctx.notes.append(f"{head}: {counts_note(counts)}")
         if n_quantized(counts) == 0:
             raise ConversionError(self.name(), "the quantizer returned a model with nothing quantized in it.",
@@ -212,9 +265,10 @@ class QuantizedOnnxFromOnnx(Converter):
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         here = os.getcwd()
+        src, dst = Path(src).resolve(), Path(dst).resolve()  # (a relative model path is the user's cwd's)
         try:  # its symbolic shape inference writes temp files into the current folder: keep them in ours
             os.chdir(dst.parent)
-            quant_pre_process(str(src.resolve()), str(dst.resolve()), skip_symbolic_shape=False)
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
         except Exception:
             shutil.copyfile(src, dst)  # pre-processing is an optimisation; quantize the model as it is
         finally:
@@ -228,7 +282,7 @@ class QuantizedOnnxFromOnnx(Converter):
         quantize_dynamic(str(pre), str(path), weight_type=QuantType.QInt8, per_channel=ctx.recipe.weights_per_channel,
                          nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True})
 
-    def _static(self, pre: Path, path: Path, ctx, exclude: list[str]) -> None:
+    def _static(self, pre: Path, path: Path, ctx, exclude: list[str], calib: range | None = None) -> None:
         import onnxruntime as ort
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                               quantize_static)
@@ -240,21 +294,21 @@ class QuantizedOnnxFromOnnx(Converter):
         inputs = sess.get_inputs()
         del sess
         data = ctx.data
-        n = min(data.n_calib, cal.samples)
+        picks = list(calib if calib is not None else range(min(data.n_calib, cal.samples)))
 
         class Reader(CalibrationDataReader):
             def __init__(self):
                 self.i = 0
 
             def get_next(self):
-                if self.i >= n:
+                if self.i >= len(picks):
                     return None
                 self.i += 1
-                return feed_at(inputs, data, self.i - 1)
+                return feed_at(inputs, data, picks[self.i - 1])
 
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[cal.method]
-        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        extra = {"ActivationSymmetric": cal.symmetric, "WeightSymmetric": True}
         if cal.method == "percentile":
             extra["CalibPercentile"] = cal.percentile
         op_types = list(ctx.recipe.quantize_ops) or None
@@ -262,7 +316,10 @@ class QuantizedOnnxFromOnnx(Converter):
             quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=cal.per_channel,
                             op_types_to_quantize=op_types,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=method, nodes_to_exclude=exclude, extra_options=extra)
+                            calibrate_method=method, nodes_to_exclude=exclude, extra_options=extra,
+                            # ranges are measured once per set of samples; a re-quantization with
+                            # other layers float reuses them
+                            calibration_cache_path=path.parent / f"ranges-{picks[0]}-{len(picks)}.json")
 
 
 def _weights_in_constants(model) -> bool:

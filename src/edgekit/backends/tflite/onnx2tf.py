@@ -28,7 +28,7 @@ class SavedModelFromOnnx(Converter):
     requires = (("onnx2tf", "tflite"), ("tf_keras", "tflite"), ("tensorflow", "tflite"),
                 ("onnx_graphsurgeon", "tflite"))
     tools = ("onnx2tf", "tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos")
-    revision = 4  # 4: dynamic dims past the first are fixed at the data's sample shapes (-ois)
+    revision = 5  # 5: node names made valid TensorFlow scope names; 4: dynamic dims fixed (-ois)
 
     @classmethod
     def key_material(cls, ctx):
@@ -60,7 +60,8 @@ class SavedModelFromOnnx(Converter):
         shutil.copyfile(artifact.path, onnx_copy)
         model = onnx.load(str(onnx_copy), load_external_data=False)
         constants = constants_to_initializers(model)  # see graph_edits: a scalar Constant can fail onnx2tf
-        if constants:
+        renamed = scope_safe_names(model)  # onnx2tf makes TensorFlow name scopes of node names
+        if constants or renamed:
             onnx.save(model, str(onnx_copy))
         inits = {i.name for i in model.graph.initializer}
         keep = [i.name for i in model.graph.input if i.name not in inits and self.keep_nchw
@@ -94,6 +95,7 @@ class SavedModelFromOnnx(Converter):
         shutil.rmtree(work, ignore_errors=True)
         ctx.notes.append("onnx2tf" + (f", kept NCHW inputs: {', '.join(keep)}" if keep else "")
                          + (f", {constants} Constant nodes as initializers" if constants else "")
+                         + (f", {renamed} nodes renamed to valid TensorFlow scope names" if renamed else "")
                          + (f", pseudo ops for {', '.join(pseudo)}" if pseudo else "")
                          + (", dynamic dimensions fixed at the data's sample shapes (the artifact takes only "
                             "these): " + ", ".join(f"{n} {list(v)}" for n, v in fixed.items()) if fixed else ""))
@@ -101,6 +103,28 @@ class SavedModelFromOnnx(Converter):
 
     def _prepare(self, work: Path, model, ctx) -> None:
         """Put what onnx2tf reads from its working folder there (subclasses)."""
+
+
+def scope_safe_names(model) -> int:
+    """Rename the nodes whose names TensorFlow refuses as name scopes ('Softmax@0' in paddle2onnx exports:
+    "not a valid scope name"): other characters become '_', a name starts with a letter, digit or '.';
+    returns how many were renamed (names stay unique)."""
+    import re
+
+    bad = re.compile(r"[^A-Za-z0-9_.\\/>-]")
+    seen = {n.name for n in model.graph.node}
+    count = 0
+    for n in model.graph.node:
+        if not n.name or (not bad.search(n.name) and re.match(r"[A-Za-z0-9.]", n.name)):
+            continue
+        new = bad.sub("_", n.name)
+        new = new if re.match(r"[A-Za-z0-9.]", new) else "n" + new
+        while new in seen:
+            new += "_"
+        seen.add(new)
+        n.name = new
+        count += 1
+    return count
 
 
 def fixed_shapes(ctx) -> dict[str, tuple[int, ...]]:
