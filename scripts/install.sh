@@ -55,9 +55,12 @@ if [ ! -f "$stamp" ]; then
   pip install $C --no-deps tensorflowjs==4.22.0
   "$VENV/bin/edgekit" setup tfjs >>"$LOG" 2>&1 \
     || { echo "install failed at: edgekit setup tfjs (see $LOG)" >&2; tail -n 15 "$LOG" >&2; exit 1; }
-  if ! command -v aarch64-linux-gnu-gcc >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  # (its C library, libc6-dev-arm64-cross, only comes as a recommendation: without it ld finds no crti.o)
+  if { ! command -v aarch64-linux-gnu-gcc >/dev/null || [ ! -e /usr/aarch64-linux-gnu/lib/crti.o ]; } \
+      && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     step "the aarch64 cross compiler (tvm-arm64 links with it)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu >>"$LOG" 2>&1 \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu \
+      libc6-dev-arm64-cross >>"$LOG" 2>&1 \
       || echo "  note: could not install gcc-aarch64-linux-gnu; tvm-arm64 needs it" >&2
   fi
   step "checking every stack imports"

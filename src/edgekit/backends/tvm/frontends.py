@@ -259,6 +259,8 @@ def _first(e) -> str:
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     # TVM's errors end with the message after a C++ backtrace: the last line is the one to show
     text = lines[-1] if lines and lines[0].startswith("Traceback") else (lines[0] if lines else type(e).__name__)
+    if text.endswith(":") and len(lines) > 1:  # "Compilation error:" then the compiler's own words
+        text += " " + next((ln for ln in lines[1:] if "error" in ln.lower() or "cannot" in ln.lower()), lines[1])
     return text[:300]
 
 

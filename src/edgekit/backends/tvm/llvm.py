@@ -19,7 +19,7 @@ MACHINES = {
     "aarch64": {"mtriple": "aarch64-linux-gnu", "mcpu": "generic", "mattr": "+neon", "cc": "aarch64-linux-gnu-gcc"},
     "x86_64": {"mtriple": "x86_64-linux-gnu", "mcpu": "x86-64-v2", "mattr": "", "cc": ""},
 }
-CROSS_HINT = "Install the cross toolchain (Debian: apt-get install gcc-aarch64-linux-gnu), or set the target option cc."
+CROSS_HINT = "Install the cross toolchain (Debian: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross), or set the target option cc."
 
 
 @dataclass(frozen=True)
