@@ -24,6 +24,7 @@ LAYOUT = frozenset({"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "STRIDED_S
 # ops whose output takes their input's scale: an outlier passes through them unchanged
 SAME_SCALE = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "MAX_POOL_2D", "RESIZE_NEAREST_NEIGHBOR",
                         "RESIZE_BILINEAR", "REDUCE_MAX", "MAXIMUM", "MINIMUM"})
+CHECK_RUNS = 4  # calibration samples a new int8 model must run on
 REPAIR_ROUNDS = 16  # ops the runtime refuses in int8 (a divisor quantized to zero), kept float one by one
 
 
@@ -200,19 +201,18 @@ class Quantizer:
 
     def runnable(self, float_ops: list[str], calib: range | None = None) -> Path:
         """``quantize``, then the ops the runtime refuses to run in int8 (an int8 divisor that holds
-        its zero point) kept float too (added to ``refused``), until the model runs on a calibration sample."""
+        its zero point) kept float too (added to ``refused``), until the model runs on a few
+        calibration samples."""
         refused = self.refused
-        sample = self.feed(0)
+        samples = [self.feed(i) for i in range(min(CHECK_RUNS, self.data.n_calib))]
         for _ in range(REPAIR_ROUNDS):
             path = self.quantize(list(float_ops) + refused, calib)
-            bad = refused_op(path, self.signature, sample)
+            bad = self._refused_op(path, samples)
             if bad is None:
                 return path
-            if bad is not None and bad in self.graph.by_name:
-                bad = self.graph.by_name[bad].name
             if bad in refused or bad not in self.graph.by_name:
-                raise ConversionError(self.edge, f"LiteRT cannot run the int8 model: op {bad} fails even with "
-                                      "its inputs kept float.")
+                raise ConversionError(self.edge, f"LiteRT cannot run the int8 model: op {label(bad)} fails even "
+                                      "with its inputs kept float.")
             # the op and what it reads, float (an int8 divisor that holds its zero point stays float)
             for n in [bad] + [n for t in self.graph.by_name[bad].inputs if t not in self.graph.constants
                               for n in self.graph.tensor_group(t)]:
@@ -221,18 +221,19 @@ class Quantizer:
         raise ConversionError(self.edge, f"LiteRT cannot run the int8 model: {len(refused)} ops kept float and one "
                               "still fails.")
 
-
-def refused_op(path: Path, signature: str, feed: dict) -> str | None:
-    """The name of the op whose int8 kernel fails on ``feed`` (None: the model runs)."""
-    interp = interpreter(path)
-    runner = interp.get_signature_runner(signature)
-    try:
-        runner(**feed)
-        return None
-    except (RuntimeError, ValueError) as e:
-        m = re.search(r"Node number (\d+) \((\w+)\) failed", str(e))
-        if not m:
-            raise
-        names = {d["index"]: d["name"] for d in interp.get_tensor_details()}
-        op = next(d for d in interp._get_ops_details() if d["index"] == int(m.group(1)))
-        return "".join(f"{names[o]};" for o in op["outputs"] if o in names)
+    def _refused_op(self, path: Path, samples: list[dict]) -> str | None:
+        """The name of the op whose int8 kernel fails on one of ``samples`` (None: the model runs)."""
+        interp = interpreter(path)
+        runner = interp.get_signature_runner(self.signature)
+        try:
+            for feed in samples:
+                runner(**feed)
+            return None
+        except (RuntimeError, ValueError) as e:
+            m = re.search(r"Node number (\d+) \((\w+)\) failed", str(e))
+            if not m:
+                first = next((ln for ln in str(e).strip().splitlines() if ln.strip()), type(e).__name__)
+                raise ConversionError(self.edge, f"LiteRT cannot run the int8 model: {first[:300]}") from None
+            names = {d["index"]: d["name"] for d in interp.get_tensor_details()}
+            op = next(d for d in interp._get_ops_details() if d["index"] == int(m.group(1)))
+            return "".join(f"{names[o]};" for o in op["outputs"] if o in names)
