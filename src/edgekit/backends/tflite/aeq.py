@@ -8,6 +8,7 @@ reads them. So a *layer* kept float is its op plus the ops that read its output,
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,8 +95,10 @@ def interpreter(path_or_bytes, all_tensors: bool = False):
 
     where = {"model_content": bytes(path_or_bytes)} if isinstance(path_or_bytes, (bytes, bytearray)) \
         else {"model_path": str(path_or_bytes)}
-    return Interpreter(**where, experimental_preserve_all_tensors=all_tensors,
-                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": it is what this is for
+        warnings.simplefilter("ignore", UserWarning)
+        return Interpreter(**where, experimental_preserve_all_tensors=all_tensors,
+                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
 
 
 def read_graph(path) -> TfliteGraph:
@@ -181,9 +184,9 @@ class Quantizer:
                 # min/max over all samples (the recipe's method), not the quantizer's default moving
                 # average of each sample's range: that clips the rarer large values (digits: the
                 # logits' error 0.14 against 0.02)
-                cal = calibrator.Calibrator(self.path.read_bytes(), num_threads=2,
-                                            qsv_update_func=qsv_utils.min_max_update)
                 with native_output_silenced():
+                    cal = calibrator.Calibrator(self.path.read_bytes(), num_threads=2,
+                                                qsv_update_func=qsv_utils.min_max_update)
                     cal.calibrate({self.signature: feeds}, rules)
                 self._qsvs[key] = cal.get_model_qsvs()
             except (ValueError, RuntimeError) as e:
