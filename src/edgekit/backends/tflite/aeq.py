@@ -25,6 +25,8 @@ LAYOUT = frozenset({"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "STRIDED_S
 # ops whose output takes their input's scale: an outlier passes through them unchanged
 SAME_SCALE = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "MAX_POOL_2D", "RESIZE_NEAREST_NEIGHBOR",
                         "RESIZE_BILINEAR", "REDUCE_MAX", "MAXIMUM", "MINIMUM"})
+# ops with a dynamic-range int8 kernel (int8 weights, activations quantized at run time)
+DYNAMIC_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"})
 CHECK_RUNS = 4  # calibration samples a new int8 model must run on
 REPAIR_ROUNDS = 16  # ops the runtime refuses in int8 (a divisor quantized to zero), kept float one by one
 
@@ -146,7 +148,7 @@ class Quantizer:
     def default_calib(self) -> range:
         return range(min(self.data.n_calib, self.recipe.calibration.samples))
 
-    def _recipe(self, float_ops: list[str]):
+    def _recipe(self, float_ops: list[str], dynamic_ops: list[str] = ()):
         from ai_edge_quantizer import qtyping
 
         cal = self.recipe.calibration
@@ -169,6 +171,12 @@ class Quantizer:
                       for io in (qtyping.TFLOperationName.INPUT.value, qtyping.TFLOperationName.OUTPUT.value)]
         rules += [{"regex": "^" + re.escape(name) + "$", "operation": "*", "algorithm_key": "no_quantize"}
                   for name in dict.fromkeys(float_ops)]
+        # dynamic-range int8: int8 weights, activations quantized at run time, float output
+        dynamic = {"weight_tensor_config": config["weight_tensor_config"], "compute_precision": "INTEGER",
+                   "explicit_dequantize": False, "skip_checks": False, "min_weight_elements": 0}
+        rules += [{"regex": "^" + re.escape(name) + "$", "operation": self.graph.by_name[name].op,
+                   "algorithm_key": "min_max_uniform_quantize", "op_config": dynamic}
+                  for name in dict.fromkeys(dynamic_ops) if self.graph.by_name[name].op in DYNAMIC_OPS]
         return rules
 
     def calibration(self, calib: range) -> dict:
@@ -197,14 +205,14 @@ class Quantizer:
         first = next((ln for ln in str(e).strip().splitlines() if ln.strip()), type(e).__name__)
         return ConversionError(self.edge, f"ai-edge-quantizer failed ({step}): {first[:300]}")
 
-    def quantize(self, float_ops: list[str], calib: range | None = None) -> Path:
-        """A new int8 model with the ops ``float_ops`` (names) kept float; ``calib``: the calibration
-        sample indices (default: the recipe's first ones)."""
+    def quantize(self, float_ops: list[str], calib: range | None = None, dynamic_ops: list[str] = ()) -> Path:
+        """A new int8 model with the ops ``float_ops`` (names) kept float and ``dynamic_ops`` at
+        dynamic-range int8; ``calib``: the calibration sample indices (default: the recipe's first ones)."""
         from ai_edge_quantizer import quantizer
 
         calib = calib if calib is not None else self.default_calib()
         qsvs = self.calibration(calib)
-        q = quantizer.Quantizer(str(self.path), self._recipe(float_ops))
+        q = quantizer.Quantizer(str(self.path), self._recipe(float_ops, dynamic_ops))
         try:
             with native_output_silenced():
                 blob = q.quantize(qsvs, enable_progress_bar=False, enable_progress_report=False).quantized_model

@@ -1,13 +1,16 @@
 """Accuracy-aware mixed precision for ai-edge-quantizer's int8 on a .tflite: from the recipe's int8,
-keep layers float (each with its output, ``TfliteGraph.group``) until the recipe's budget is met on
-calibration samples the calibration did not use (as on ONNX: ``onnx/mixed.py``).
+take layers out of static int8 (each with its output, ``TfliteGraph.group``) until the recipe's budget is
+met on calibration samples the calibration did not use (as on ONNX: ``onnx/mixed.py``).
 
-The order differs from ONNX's in one way, measured on MiniLM with LiteRT (XNNPACK, one thread): an op
-that holds no weight matrix costs nothing in size kept float and little or no time (int8 on the
-FULLY_CONNECTED ops only: 5.2 ms; on every op: 10.8 ms; float: 16 ms), so those are kept float first,
-by the error each adds (the diagnosis), and the ops with weights after them, by the output cosine each
-buys back alone. Prefixes of that order are tried, doubling, then halved down to the smallest that
-meets the budget. A task-drop budget is held by top-1 agreement with the float model."""
+Two things differ from ONNX, both measured on MiniLM with LiteRT (XNNPACK, one thread, a loaded
+2-core host: minimum times). An op that holds no weight matrix costs nothing in size kept float and
+little or no time (int8 on the FULLY_CONNECTED ops only: 4.9 ms; on every op: 10.8 ms), so those are
+taken out first, by the error each adds (the diagnosis), and the ops with weights after them, by the
+output cosine each buys back alone. And an op with weights taken out goes to dynamic-range int8 (int8
+weights, its input quantized at run time, float output) rather than float: near float accuracy at
+int8 size and speed (MiniLM at cosine 0.991: 23 MB and 4.8-5.1 ms, against 31 MB and 7.2 ms with those
+layers float). Prefixes of that order are tried, doubling, then halved down to the smallest that meets
+the budget. A task-drop budget is held by top-1 agreement with the float model."""
 from __future__ import annotations
 
 import time
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import trace
+from .aeq import DYNAMIC_OPS
 from .diagnose import TRACE_SAMPLES, layer_errors
 
 SEARCH_MAX = 64
@@ -87,15 +91,31 @@ def accuracy_aware(qz, keep: list[str], ctx) -> Path:
     # a light layer's readers with weights stay int8 (they quantize what they read): each is a candidate itself
     groups = {la.name: qz.graph.group(la.name, WEIGHTED if la.op not in WEIGHTED else frozenset()) for la in layers}
     base = keep + [x for la in light for x in groups[la.name]]  # every light layer float: the heavy ones alone
-    alone = {la.name: judge.score(qz.quantize(base + groups[la.name], calib))[0] for la in heavy[:MEASURED]}
+
+    def precisions(layers) -> tuple[list[str], list[str]]:
+        """(ops float, ops at dynamic int8) for these layers kept from static int8 with their outputs: an
+        op with weights goes to dynamic-range int8 (float output, near float accuracy, int8 speed)."""
+        flt, dyn = [], []
+        for la in layers:
+            g = groups[la.name]
+            if la.op in DYNAMIC_OPS:
+                dyn.append(g[0])
+                g = g[1:]
+            flt += g
+        return list(dict.fromkeys(flt)), dyn
+
+    def quantize(layers):
+        flt, dyn = precisions(layers)
+        return qz.quantize(keep + flt, calib, dyn)
+
+    alone = {la.name: judge.score(quantize(light + [la]))[0] for la in heavy[:MEASURED]}
     heavy = sorted(heavy[:MEASURED], key=lambda la: -alone[la.name]) + heavy[MEASURED:]
     order = light + heavy
     tried: dict[int, tuple] = {}
 
     def attempt(k: int):
         if k not in tried:
-            ex = list(dict.fromkeys(x for la in order[:k] for x in groups[la.name]))
-            path = qz.quantize(keep + ex, calib)
+            path = quantize(order[:k])
             tried[k] = (judge.score(path), path)
         return tried[k]
 
@@ -106,8 +126,10 @@ def accuracy_aware(qz, keep: list[str], ctx) -> Path:
         return full
     s_pick, path = tried[pick]
     kept = order[:pick]
+    dyn = [la.name for la in kept if la.op in DYNAMIC_OPS]
     ctx.notes.append(("budget met" if met is not None else "budget NOT met; the best found") +
-                     f": {words(s_pick)} (the recipe's int8: {words(s_full)}) with {_layers(kept)} kept float: "
+                     f": {words(s_pick)} (the recipe's int8: {words(s_full)}) with {_layers(kept)} kept from "
+                     f"static int8 (float, {len(dyn)} of them with weights at dynamic-range int8): "
                      f"{', '.join(la.name for la in kept[-12:])}{' and earlier ones' if len(kept) > 12 else ''}; "
                      f"{len(tried) + len(alone) + 1} quantizations tried")
     _cost_note(full, path, judge.feeds[0], qz.signature, ctx)
