@@ -65,17 +65,30 @@ def tflite_runner(path):
     it.allocate_tensors()
     ins, out = it.get_input_details(), it.get_output_details()[0]
 
+    order = ("input_ids", "attention_mask")
+
     def run(feed):
-        for d in ins:
-            key = next(k for k in feed if k in d["name"]) if not any(d["name"] == k for k in feed) else d["name"]
+        for pos, d in enumerate(ins):
+            # by name where the converter kept it (serving_default_input_ids:0), else by position (args_0)
+            key = next((k for k in order if k in d["name"]), order[pos] if pos < len(order) else None)
             it.set_tensor(d["index"], feed[key].astype(d["dtype"]))
         it.invoke()
         return it.get_tensor(out["index"])
     return run
 
 
-def measure(run, feeds: list[dict], ref: np.ndarray, seconds: float) -> dict:
-    got = np.concatenate([np.asarray(run(f)).reshape(1, -1) for f in feeds])
+def measure(run, feeds: list[dict], ref: np.ndarray, seconds: float, name: str = "") -> dict:
+    out = _measure(run, feeds, ref, seconds)
+    print(f"  measured {name}: " + (out["error"] if "error" in out else f"cosine {out['cosine']:.4f}, p50 "
+                                    f"{out['p50']:.2f} ms"), flush=True)
+    return out
+
+
+def _measure(run, feeds: list[dict], ref: np.ndarray, seconds: float) -> dict:
+    try:
+        got = np.concatenate([np.asarray(run(f)).reshape(1, -1) for f in feeds])
+    except Exception as e:  # one route failing is a figure, not the end of the run
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"}
     p50, p90 = timeit(lambda: run(feeds[0]), seconds)
     return {"cosine": cosine(ref, got), "p50": p50, "p90": p90}
 
@@ -92,22 +105,25 @@ def by_hand(work: Path, feeds, ref, seconds: float, onnx2tf: bool) -> dict:
     with torch.no_grad():
         def eager(feed):
             return model(*(torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask"))).numpy()
-        res["torch eager fp32"] = measure(eager, feeds, ref, seconds)
+        res["torch eager fp32"] = measure(eager, feeds, ref, seconds, "torch eager")
     onnx_path = work / "hand.onnx"
     args = tuple(example[k] for k in ("input_ids", "attention_mask")) if isinstance(example, dict) else example
     torch.onnx.export(model, args, str(onnx_path), input_names=["input_ids", "attention_mask"],
                       output_names=["sentence_embedding"], dynamo=True, external_data=False)
-    res["ORT fp32"] = measure(ort_runner(onnx_path), feeds, ref, seconds)
+    res["ORT fp32"] = measure(ort_runner(onnx_path), feeds, ref, seconds, "ORT fp32")
     for per_channel in (False, True):
         q = work / f"hand-dyn-{per_channel}.onnx"
         quantize_dynamic(str(onnx_path), str(q), weight_type=QuantType.QInt8, per_channel=per_channel)
         res[f"ORT dynamic int8 ({'per-channel' if per_channel else 'per-tensor'})"] = \
-            measure(ort_runner(q), feeds, ref, seconds)
+            measure(ort_runner(q), feeds, ref, seconds, f"ORT dynamic {per_channel}")
     import litert_torch
 
     lt = work / "hand-litert.tflite"
-    litert_torch.convert(model.eval(), args).export(str(lt))
-    res["litert-torch fp32"] = measure(tflite_runner(lt), feeds, ref, seconds)
+    try:
+        litert_torch.convert(model.eval(), args).export(str(lt))
+        res["litert-torch fp32"] = measure(tflite_runner(lt), feeds, ref, seconds, "litert-torch fp32")
+    except Exception as e:
+        res["litert-torch fp32"] = {"error": f"{type(e).__name__}: {str(e)[:100]}"}
     if onnx2tf:
         env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
         shutil.copyfile(onnx_path, work / "copy.onnx")
@@ -117,7 +133,7 @@ def by_hand(work: Path, feeds, ref, seconds: float, onnx2tf: bool) -> dict:
         found = sorted((work / "o2t").glob("*dynamic_range_quant.tflite"))
         if found:
             res[f"onnx2tf dynamic-range ({time.perf_counter() - t0:.0f} s)"] = \
-                measure(tflite_runner(found[0]), feeds, ref, seconds)
+                measure(tflite_runner(found[0]), feeds, ref, seconds, "onnx2tf dynamic-range")
     return res
 
 
@@ -138,7 +154,7 @@ def through_edgekit(out: Path, targets: list[str], feeds, ref, seconds: float) -
             res[f"edgekit {name}"] = {"error": str(e).splitlines()[0][:120]}
             continue
         run = ort_runner(art) if art.suffix == ".onnx" else tflite_runner(art)
-        res[f"edgekit {name}"] = dict(measure(run, feeds, ref, seconds), convert_s=time.perf_counter() - t0)
+        res[f"edgekit {name}"] = dict(measure(run, feeds, ref, seconds, name), convert_s=time.perf_counter() - t0)
     return res
 
 
@@ -181,7 +197,7 @@ def main() -> None:
         hand = by_hand(work, feeds, ref, args.seconds, args.onnx2tf)
     floor, how = int8_floor_ms()
     torch_ms = hand["torch eager fp32"]["p50"]
-    good_hand = {k: v for k, v in hand.items() if v["cosine"] >= 0.99}
+    good_hand = {k: v for k, v in hand.items() if "error" not in v and v["cosine"] >= 0.99}
     best_hand = min(good_hand, key=lambda k: good_hand[k]["p50"])
     print(f"\nMiniLM seq 64, batch 1, 1 thread; cosine to torch fp32 on {len(feeds)} held-out sentences")
     print(f"int8 compute floor of this core: {floor:.2f} ms ({how})")

@@ -143,3 +143,16 @@ def test_fit_minilm_feasible_and_impossible(tmp_path):
                   lambda x: x["size_bytes"] <= 40 * 2**20 and x["parity"]["outputs"][0]["cosine_mean"] >= 0.98)
     r = _fit(model, "--data", "sentences", *tg, "--max-size-mb", "5", out=tmp_path)
     assert r.returncode == 1 and "the size budget (5 MB) cannot be met" in r.stdout
+
+
+@pytest.mark.onnx
+def test_run_best_names_the_fastest_artifact_meeting_the_budget(tmp_path):
+    """`edgekit run --best`: the run's table, then fit's choice (default budget: cosine >= 0.99)."""
+    model = str(ROOT / "examples" / "digits_cnn.py") + ":build"
+    r = subprocess.run([sys.executable, "-m", "edgekit", "run", model, "--best", "--targets",
+                        "onnx,onnx-int8,onnx-int8-accuracy-aware", "--data", "digits", "--out", str(tmp_path),
+                        "--min-runs", "30", "--min-seconds", "0.2"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+    assert "--best with no budget given: cosine >= 0.99" in r.stdout
+    _check_choice(r.stdout, tmp_path / "digits_cnn" / "results.jsonl",
+                  lambda x: min(o["cosine_mean"] for o in x["parity"]["outputs"]) >= 0.99)

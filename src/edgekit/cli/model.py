@@ -43,8 +43,8 @@ def cmd_run(args) -> int:
     from ..reports import table
     from ..core.specs import default_targets, parse_target_list, with_calibration, with_options
 
-    targets = with_options(parse_target_list(args.targets) if args.targets else default_targets("run"), args.option)
-    targets = with_calibration(targets, args.calibration)
+    chosen = parse_target_list(args.targets) if args.targets else default_targets("fit" if args.best else "run")
+    targets = with_calibration(with_options(chosen, args.option), args.calibration)
     source, data = _load(args, need_data=True)
     devices = args.device or ["local"]
     records = run(source, data, targets, Path(args.out), _bench_opts(args), devices=devices, progress=_progress,
@@ -62,6 +62,19 @@ def cmd_run(args) -> int:
         print(f"mlflow:   {res.get('tracking_uri')} ({len(res.get('run_ids', []))} runs)"
               + (f" WARNING: {res['warning']}" if res.get("warning") else ""))
     bad = [r for r in records if r.get("status") not in ("ok", "reference")]
+    if args.best:
+        from ..core.fit import Budget, explain, judge
+
+        budget = Budget(args.max_latency_ms, args.max_size_mb, args.max_accuracy_drop, args.min_cosine)
+        if all(v is None for v in (budget.max_latency_ms, budget.max_size_mb, budget.max_accuracy_drop,
+                                    budget.min_cosine)):
+            budget = Budget(None, None, None, 0.99)
+            print("\n--best with no budget given: cosine >= 0.99 to the source")
+        for device in devices:
+            winner, cands, closest = judge([r for r in records if r.get("device", {}).get("name", device) == device
+                                            or r.get("status") == "reference"], budget)
+            print()
+            print(explain(winner, cands, closest, budget, device, None, False))
     return 1 if bad else 0
 
 

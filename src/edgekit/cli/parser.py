@@ -37,6 +37,14 @@ def _add_calibration_args(p):
                         "each changed target is named TARGET@CHOICES; repeat per setting")
 
 
+def _add_budget_args(p):
+    p.add_argument("--max-latency-ms", type=float, metavar="MS", help="latency budget: p50 in milliseconds")
+    p.add_argument("--max-size-mb", type=float, metavar="MB", help="size budget in megabytes")
+    p.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
+                   help="points of accuracy the artifact may lose (a cosine floor of 0.98 without labels)")
+    p.add_argument("--min-cosine", type=float, help="cosine floor of the worst output against the source")
+
+
 def _add_device_args(p, many=False):
     p.add_argument("--device", action="append" if many else "store", default=[] if many else None, metavar="NAME",
                    help="device name from devices.toml (default: this host, 'local')" +
@@ -73,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p)
     p.add_argument("--track", action="store_true", help="log the records to MLflow (one run per target, device)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: a local SQLite store in ./mlruns)")
+    p.add_argument("--best", action="store_true",
+                   help="also name the fastest artifact that meets the budgets below (default budget: cosine >= "
+                        "0.99); without --targets, every target marked for 'fit' (the accuracy-aware int8 ones too)")
+    _add_budget_args(p)
     _add_model_args(p)
     _add_option_args(p)
     _add_bench_args(p)
@@ -153,11 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--targets", help="candidate targets (default: the targets marked for 'fit')")
     p.add_argument("--recipes", default="", help="recipe variants to try too (e.g. int8-static-entropy)")
-    p.add_argument("--max-latency-ms", type=float, metavar="MS", help="latency budget: p50 in milliseconds")
-    p.add_argument("--max-size-mb", type=float, metavar="MB", help="size budget in megabytes")
-    p.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
-                   help="points of accuracy the artifact may lose (a cosine floor of 0.98 without labels)")
-    p.add_argument("--min-cosine", type=float, help="cosine floor of the worst output against the source")
+    _add_budget_args(p)
     p.add_argument("--fallback", action="store_true",
                    help="also pick a fallback: the fastest artifact on a different runtime that meets every budget "
                         "(exit 1 if there is none)")

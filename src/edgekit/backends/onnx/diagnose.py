@@ -61,21 +61,18 @@ SAME_SCALE = {"Relu", "Clip", "MaxPool", "GlobalMaxPool", "Resize", "LeakyRelu"}
 def output_group(model, name: str) -> list[str]:
     """The node ``name`` with its output kept float: itself, the nodes through which its values pass
     with the same quantization (data movement, ReLU, max pooling), and the nodes that then read them."""
+    from .int8 import _float_group
+
     nodes = P.top_nodes(model)
+    producer = {o: n for n in nodes for o in n.outputs}
     consumers: dict[str, list] = {}
     for n in nodes:
         for i in n.inputs:
             consumers.setdefault(i, []).append(n)
     node = next(n for n in nodes if n.name == name)
-    group, todo, seen = [name], list(node.outputs), set(node.outputs)
-    while todo:
-        for c in consumers.get(todo.pop(), []):
-            group.append(c.name)
-            if c.op in P.LAYOUT or c.op in SAME_SCALE:
-                for o in c.outputs:
-                    if o not in seen:
-                        seen.add(o)
-                        todo.append(o)
+    group = [name]
+    for o in node.outputs:
+        group += _float_group(o, producer, consumers, through=P.LAYOUT | SAME_SCALE)
     return list(dict.fromkeys(group))
 
 

@@ -158,15 +158,16 @@ def qdq_noise(q_model, pairs: dict, feeds: list[dict]) -> dict[str, float]:
     return total
 
 
-def _float_group(tensor: str, producer: dict, consumers: dict) -> list[str]:
+def _float_group(tensor: str, producer: dict, consumers: dict, through=P.LAYOUT) -> list[str]:
     """The nodes to keep float so that ``tensor`` is not quantized: its producer and every consumer,
-    through data-movement ops (which the quantizer gives their input's quantization)."""
+    through the ops ``through`` (data movement by default: the quantizer gives them their input's
+    quantization)."""
     out = [producer[tensor].name] if tensor in producer else []
     todo, seen = [tensor], {tensor}
     while todo:
         for c in consumers.get(todo.pop(), []):
             out.append(c.name)
-            if c.op in P.LAYOUT:
+            if c.op in through:
                 for o in c.outputs:
                     if o not in seen:
                         seen.add(o)
