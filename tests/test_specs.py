@@ -86,7 +86,7 @@ def test_target_options_are_validated_by_the_backend_of_its_format():
 
 def test_default_targets_come_from_the_target_files():
     assert [t.name for t in specs.default_targets("run")] == ["onnx", "onnx-int8", "tflite", "tflite-int8"]
-    assert len(specs.default_targets("fit")) == 9
+    assert len(specs.default_targets("fit")) == 10
     with pytest.raises(SpecError, match="default_for entry 'demo'"):
         specs.from_mapping(specs.Target, {"name": "x", "format": "onnx", "recipe": "none", "runtime": "onnxruntime",
                                           "default_for": ["demo"]}, "x.toml")
