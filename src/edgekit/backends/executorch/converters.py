@@ -5,7 +5,8 @@ quantized first with the XNNPACK quantizer through PT2E, calibrated on the user'
 (``quantize.py``). ONNX sources arrive through the ONNX -> PyTorch edge (onnx2torch).
 
 The program carries the source's signature (input names, shapes, dtypes; output names) as a
-constant method, ``edgekit_signature``, returning JSON: a ``.pte`` keeps no tensor names otherwise.
+constant method, ``edgekit_signature``, returning its JSON as a uint8 tensor: a ``.pte`` keeps no
+tensor names otherwise.
 """
 from __future__ import annotations
 
@@ -27,20 +28,27 @@ def export(module, src, edge: str):
     import torch
 
     args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in src.examples().values())
-    try:
-        with _quiet(), torch.no_grad():
-            try:
-                return torch.export.export(module, args)
-            except TypeError:
-                return torch.export.export(module, (), dict(zip([s.name for s in src.inputs], args)))
-    except Exception as e:  # noqa: BLE001  torch.export fails with many exception types
-        raise ConversionError(edge, f"torch.export failed: {_first(e)}",
-                              "The model keeps data-dependent control flow or shapes; rewrite that part.") from None
+    with _quiet(), torch.no_grad():
+        try:
+            return torch.export.export(module, args)
+        except Exception as e:  # noqa: BLE001  torch.export fails with many exception types
+            first = e
+        try:  # a module whose forward takes the inputs by name (a program onnx2torch exported by name)
+            return torch.export.export(module, (), dict(zip([s.name for s in src.inputs], args)))
+        except Exception:  # noqa: BLE001
+            pass
+    raise ConversionError(edge, f"torch.export failed: {_first(first)}",
+                          "The model keeps data-dependent control flow or shapes; rewrite that part.")
 
 
-def signature(src) -> str:
-    return json.dumps({"inputs": [{"name": s.name, "shape": list(s.fixed_shape()), "dtype": s.dtype}
+def signature(src):
+    """The source's signature as JSON, in a uint8 tensor: every ExecuTorch runtime returns tensors from
+    a constant method (the torch-free executorch-numpy-runtime returns no strings)."""
+    import torch
+
+    text = json.dumps({"inputs": [{"name": s.name, "shape": list(s.fixed_shape()), "dtype": s.dtype}
                                   for s in src.inputs], "outputs": list(src.outputs)})
+    return torch.tensor(list(text.encode()), dtype=torch.uint8)
 
 
 def delegation(program) -> tuple[int, Counter]:
@@ -63,6 +71,7 @@ class PteFromTorch(Converter):
     recipes = frozenset({"none", "int8-static"})
     requires = (("torch", "torch"), ("executorch", EXTRA))
     tools = ("executorch", "torch", "torchao")
+    revision = 2  # the signature as a uint8 tensor
 
     def convert(self, artifact, out_dir, ctx):
         src = ctx.source
