@@ -179,3 +179,57 @@ def test_minilm(tmp_path):
         print(f"\nminilm {target}: p50 {row['bench']['p50_ms']:.2f} ms, {row['size_bytes']} bytes, "
               f"convert {row.get('convert_s')} s")
     print(f"minilm onnx p50 {rows[('onnx', 'local')]['bench']['p50_ms']:.2f} ms")
+
+
+# ---- the torch-free runtime (executorch-numpy-runtime, Python >= 3.12) ----------------------------------
+
+def _python312():
+    """A Python >= 3.12 interpreter that runs (executorch-numpy-runtime requires it), or None."""
+    import glob
+    import shutil
+
+    found = [shutil.which(f"python3.{m}") for m in range(12, 15)]
+    found += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[2-9]*/bin/python3")))
+    for py in filter(None, found):
+        r = subprocess.run([py, "-c", "import sys; assert sys.version_info >= (3, 12)"], capture_output=True)
+        if r.returncode == 0:
+            return py
+    return None
+
+
+@pytest.mark.skipif(_python312() is None, reason="needs a Python >= 3.12 (executorch-numpy-runtime requires it)")
+def test_the_runner_serves_programs_without_torch(digits_run, tmp_path):
+    """The shipped runner folder (worker, runtime_base, rt_executorch) in a Python with numpy and
+    executorch-numpy-runtime only: it loads edgekit's int8 program and answers as ExecuTorch does here."""
+    import shutil
+
+    from edgekit.backends.executorch.rt_executorch import MODEL
+
+    venv = tmp_path / "venv"
+    subprocess.run([_python312(), "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "numpy",
+                          "executorch-numpy-runtime==1.4.0"], capture_output=True, text=True, timeout=900)
+    if pip.returncode != 0:
+        pytest.skip(f"executorch-numpy-runtime does not install here: {pip.stderr.strip()[-300:]}")
+    runner = tmp_path / "runner"
+    runner.mkdir()
+    src = ROOT / "src" / "edgekit"
+    for f in (src / "runner" / "worker.py", src / "runner" / "runtime_base.py",
+              src / "backends" / "executorch" / "rt_executorch.py"):
+        shutil.copy(f, runner / f.name)
+    _, rows = digits_run
+    pte = rows[("executorch-int8", "local")]["artifact"]
+    x = np.random.default_rng(0).standard_normal((5, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    requests = [{"op": "load", "artifact": pte, "runtime": "executorch", "module": "rt_executorch", "threads": 1},
+                {"op": "infer", "inputs": str(tmp_path / "in.npz"), "outputs": str(tmp_path / "out.npz")},
+                {"op": "quit"}]
+    proc = subprocess.run([str(venv / "bin" / "python"), "worker.py", "serve"], cwd=runner, text=True,
+                          input="".join(json.dumps(r) + "\n" for r in requests), capture_output=True, timeout=300)
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert answers[0]["ready"] and all(a.get("ok") for a in answers[1:]), proc.stdout + proc.stderr[-2000:]
+    assert "no torch" in answers[1]["runtime_version"] and answers[1]["inputs"][0]["name"] == "x"
+    here = MODEL(pte, 1)
+    want = np.concatenate([here.run(here.prepare({"x": x[i:i + 1]}))["output"] for i in range(len(x))])
+    with np.load(tmp_path / "out.npz") as got:
+        np.testing.assert_allclose(got["output"], want, rtol=1e-5, atol=1e-5)
