@@ -55,6 +55,10 @@ if [ ! -f "$stamp" ]; then
   pip install $C --no-deps tensorflowjs==4.22.0
   "$VENV/bin/edgekit" setup tfjs >>"$LOG" 2>&1 \
     || { echo "install failed at: edgekit setup tfjs (see $LOG)" >&2; tail -n 15 "$LOG" >&2; exit 1; }
+  # executorch's declared dependencies pull an sdist-only antlr4 (hydra-core), coremltools and test tools with
+  # pytest plugins, none of which it imports: its plain ones come with [dev] ([executorch]), itself --no-deps
+  step "ExecuTorch 1.5 without its unused dependencies (what 'edgekit setup executorch' does)"
+  pip install $C --no-deps executorch==1.5.1
   # (its C library, libc6-dev-arm64-cross, only comes as a recommendation: without it ld finds no crti.o)
   if { ! command -v aarch64-linux-gnu-gcc >/dev/null || [ ! -e /usr/aarch64-linux-gnu/lib/crti.o ]; } \
       && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -72,6 +76,8 @@ if [ ! -f "$stamp" ]; then
     || { echo "install check failed (tvm): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
   TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -W ignore -c "from edgekit.backends.tfjs.convert_child import import_converter; import_converter(); from edgekit.backends.tfjs.npm import installed; assert installed()" >>"$LOG" 2>&1 \
     || { echo "install check failed (tfjs): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
+  "$VENV/bin/python" -W ignore -c "from edgekit.backends.executorch.stack import import_exir; import_exir(); from executorch.runtime import Runtime" >>"$LOG" 2>&1 \
+    || { echo "install check failed (executorch): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
   rm -f "$VENV"/.edgekit-install-*
   touch "$stamp"
 else
