@@ -22,6 +22,30 @@ class Reference:
         pass
 
 
+class RunnerReference(Reference):
+    """A source that is itself a runtime's format (an .onnx, a .tflite): run through the runner like any
+    artifact of that runtime. Subclasses name the ``runtime`` and its ``label``."""
+
+    runtime: str = ""
+
+    def __init__(self, source, device_factory):
+        from .session import RunnerSession
+
+        self.device = device_factory()
+        self.session = RunnerSession(self.device, runtimes=[self.runtime])
+        self.session.load(source.path, self.runtime, threads=1)
+
+    def outputs(self, arrays, stacked=()):
+        return self.session.infer(arrays, stacked)
+
+    def bench(self, sample, threads, stacked=(), **params):
+        return self.session.bench(sample, stacked, **params)
+
+    def close(self):
+        self.session.close()
+        self.device.close()
+
+
 def reference_for(source, device_factory) -> Reference:
     from ..backends import get_backend, get_format
 
