@@ -54,6 +54,17 @@ def lookup_input(feed: dict, name: str):
     raise KeyError(f"the model's input '{name}' is not in the data (which has {sorted(feed)})")
 
 
+def fixed_input(feed: dict, spec: dict, built: str = "the artifact is built"):
+    """Input ``spec`` ({"name", "shape", "dtype"}) of an artifact compiled for one shape: the data's array,
+    contiguous, in the spec's dtype; a ValueError naming both shapes when it differs."""
+    import numpy as np
+
+    a = np.ascontiguousarray(np.asarray(lookup_input(feed, spec["name"])).astype(spec["dtype"], copy=False))
+    if list(a.shape) != list(spec["shape"]):
+        raise ValueError(f"input '{spec['name']}' has shape {list(a.shape)}; {built} for {spec['shape']}")
+    return a
+
+
 def sample_feed(arrays: dict, i: int, stacked=()) -> dict:
     """Sample ``i`` as the model takes it: a stacked input without its sample axis, a batched one
     as a batch of one."""

@@ -15,9 +15,9 @@ import json
 import numpy as np
 
 try:
-    from runtime_base import Model, lookup_input
+    from runtime_base import Model, fixed_input
 except ImportError:  # imported inside edgekit rather than from the shipped runner folder
-    from edgekit.runner.runtime_base import Model, lookup_input
+    from edgekit.runner.runtime_base import Model, fixed_input
 
 SIGNATURE_METHOD = "edgekit_signature"
 # ExecuTorch's ScalarType codes (method metadata) -> numpy dtypes
@@ -140,10 +140,7 @@ class ExecuTorchModel(Model):
     def prepare(self, feed):
         out = {}
         for spec in self.inputs:
-            a = np.ascontiguousarray(np.asarray(lookup_input(feed, spec["name"])).astype(spec["dtype"], copy=False))
-            if list(a.shape) != list(spec["shape"]):
-                raise ValueError(f"input '{spec['name']}' has shape {list(a.shape)}; the program is exported for "
-                                 f"{spec['shape']}")
+            a = fixed_input(feed, spec, "the program is exported")
             out[spec["name"]] = self.torch.from_numpy(a) if self.torch is not None else a
         return out
 

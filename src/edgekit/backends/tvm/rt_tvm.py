@@ -19,9 +19,9 @@ import uuid
 import numpy as np
 
 try:
-    from runtime_base import Model, lookup_input
+    from runtime_base import Model, fixed_input
 except ImportError:  # imported inside edgekit rather than from the shipped runner folder
-    from edgekit.runner.runtime_base import Model, lookup_input
+    from edgekit.runner.runtime_base import Model, fixed_input
 
 MODULE_FILE = "tvm-module.json"
 
@@ -111,10 +111,7 @@ class TvmModel(Model):
     def prepare(self, feed):
         out = {}
         for spec in self.inputs:
-            a = np.ascontiguousarray(np.asarray(lookup_input(feed, spec["name"])).astype(spec["dtype"], copy=False))
-            if list(a.shape) != list(spec["shape"]):
-                raise ValueError(f"input '{spec['name']}' has shape {list(a.shape)}; the module is built for "
-                                 f"{spec['shape']}")
+            a = fixed_input(feed, spec, "the module is built")
             out[spec["name"]] = self.tvm.runtime.tensor(a, self.dev)
         return out
 
