@@ -151,6 +151,7 @@ class Backend:
     options: dict = field(default_factory=dict, hash=False)  # target option name -> type name
     quiet_env: dict = field(default_factory=dict, hash=False)  # keeps its frameworks' native logs quiet
     devices: tuple[DeviceKind, ...] = ()  # device kinds it brings
+    needs: tuple[str, ...] = ()  # backends whose setup steps must run before this one's (its stack builds on theirs)
 
     def hook(self, ref: str):
         """Import ``module:attribute`` relative to this backend's package."""
@@ -203,7 +204,7 @@ def load_backend(package: str, root: Path) -> Backend:
         raise SpecError(f"{path}: not valid TOML ({e}).") from None
     where = str(path)
     _table(data, {"name", "description", "extra", "converters", "formats", "runtimes", "setup", "options",
-                  "quiet_env", "devices"}, where)
+                  "quiet_env", "devices", "needs"}, where)
     name = data.get("name") or ""
     if not name:
         raise SpecError(f"{where}: 'name' is required.")
@@ -238,4 +239,5 @@ def load_backend(package: str, root: Path) -> Backend:
     return Backend(name=name, root=root, package=package, description=data.get("description", ""),
                    extra=data.get("extra", ""), converters=tuple(data.get("converters", ())), formats=formats,
                    runtimes=tuple(runtimes), setup=steps, options=dict(options),
-                   quiet_env=dict(data.get("quiet_env", {})), devices=tuple(kinds))
+                   quiet_env=dict(data.get("quiet_env", {})), devices=tuple(kinds),
+                   needs=tuple(data.get("needs", ())))

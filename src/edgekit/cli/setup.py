@@ -19,7 +19,7 @@ def cmd_setup(args) -> int:
     from ..backends import backends, get_backend
     from ..core.lazy import available
 
-    chosen = [get_backend(n) for n in args.backend] if args.backend else list(backends().values())
+    chosen = _with_needs([get_backend(n) for n in args.backend] if args.backend else list(backends().values()))
     steps = [(b, s) for b in chosen for s in b.setup]
     if not steps:
         print("nothing to set up: " + (", ".join(b.name for b in chosen)) + " need(s) no step beyond pip extras")
@@ -65,6 +65,28 @@ def cmd_setup(args) -> int:
     if not args.check:
         print("note: 'pip check' now lists the pins these packages declare; they are not needed at run time.")
     return 1 if failed else 0
+
+
+def _with_needs(chosen: list) -> list:
+    """The backends in an order where each comes after those it ``needs`` (which are added if not chosen)."""
+    from ..backends import get_backend
+
+    out: list = []
+
+    def visit(b, path=()):
+        if b in out:
+            return
+        if b.name in path:
+            from ..core.errors import SpecError
+
+            raise SpecError(f"backends need each other in a circle: {' -> '.join(path + (b.name,))}.")
+        for n in b.needs:
+            visit(get_backend(n), path + (b.name,))
+        out.append(b)
+
+    for b in chosen:
+        visit(b)
+    return out
 
 
 def _done(backend, step) -> bool:
