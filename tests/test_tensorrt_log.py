@@ -73,7 +73,8 @@ def test_performance_summary_of_a_real_trtexec_run():
 
 
 def test_wrapped_prefixes_units_and_an_older_single_percentile():
-    # TensorRT 8 printed one percentile ("Percentile: 99"); a wrapper may add its own "[INFO]" prefix
+    # constructed lines (not a real log): one unnamed percentile after a "Percentile: 99" option line, microsecond
+    # and second units, and a wrapper's own "[INFO]" prefix before trtexec's
     log = "\n".join(["[INFO] [05/27/2023-12:05:31] [I] Percentile: 99",
                      "[INFO] [05/27/2023-12:05:31] [I] === Performance summary ===",
                      "[INFO] [05/27/2023-12:05:31] [I] Throughput: 120.699 qps",
