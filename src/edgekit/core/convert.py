@@ -126,7 +126,7 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
         steps = []
         try:
             for i, edge in enumerate(route.edges):
-                last = i == len(route.edges) - 1
+                last = i == route.recipe_index
                 # an edge applying no recipe is the same step whether it ends a route or not: share its cache
                 ctx = ConvertContext(target, recipe if last and recipe.kind != "none" else None, source, data,
                                      device=device)

@@ -69,6 +69,15 @@ class Converter:
     # target options this edge reads (a target triple, a tuning budget): their values key its cached
     # output whatever the recipe, so targets differing only in these options never share a step
     target_options: ClassVar[tuple[str, ...]] = ()
+    # True: a same-format step the planner appends to every route ending in its format when the target
+    # asks for it (``wanted``): it adds to a finished artifact (metadata an app reads) and applies no recipe
+    finishing: ClassVar[bool] = False
+
+    @classmethod
+    def wanted(cls, target: Target) -> bool:
+        """Whether this finishing edge has something to do for ``target`` (default: it sets one of the
+        edge's target options)."""
+        return any(target.option(k) is not None for k in cls.target_options)
 
     def diagnose(self, artifact: Artifact, out_dir: Path, ctx: ConvertContext, sensitivity: int):
         """Where this edge's recipe loses accuracy on ``artifact`` (its input): a
@@ -177,6 +186,11 @@ class Route:
         return [e.name() for e in self.edges]
 
     @property
+    def recipe_index(self) -> int:
+        """The edge that applies the recipe: the last one that is not a finishing step."""
+        return max((i for i, e in enumerate(self.edges) if not e.finishing), default=len(self.edges) - 1)
+
+    @property
     def on_device(self) -> bool:
         """Some edge must run on the target device: the route is walked once per device."""
         return any(e.on_device for e in self.edges)
@@ -210,8 +224,9 @@ def load_converters() -> dict[str, type[Converter]]:
 def plan(source_format: str, target: Target, registry: dict | None = None) -> Plan:
     registry = registry if registry is not None else load_converters()
     recipe = target.recipe_spec
-    edges = list(registry.values())
-    rejected = {e.name(): r for e in edges if (r := e.unavailable())}
+    finishers = [e for e in registry.values() if e.finishing and e.dst == target.format and e.wanted(target)]
+    edges = [e for e in registry.values() if not e.finishing]
+    rejected = {e.name(): r for e in edges + finishers if (r := e.unavailable())}
     routes: list[Route] = []
 
     def walk(fmt: str, path: list, seen: set):
@@ -231,6 +246,8 @@ def plan(source_format: str, target: Target, registry: dict | None = None) -> Pl
     if source_format == target.format and recipe.kind == "none":
         routes.append(Route((), 0.0))
     walk(source_format, [], {source_format})
+    for fin in finishers:  # every route then adds what the target asks of its finished artifact
+        routes[:] = [_route(list(r.edges) + [fin], recipe, target, rejected) for r in routes]
     routes.sort(key=lambda r: (r.blocked is not None, r.cost, len(r.edges)))
     return Plan(source_format, target, routes, rejected)
 
@@ -242,7 +259,8 @@ def _route(edges: list, recipe: Recipe, target: Target, rejected: dict) -> Route
             blocked = f"{e.name()} {rejected[e.name()]}"
             break
     if blocked is None:
-        reason = edges[-1].refuses(recipe, target)
+        last = next((e for e in reversed(edges) if not e.finishing), edges[-1])
+        reason = last.refuses(recipe, target)
         if reason:
-            blocked = f"{edges[-1].name()} {reason}"
+            blocked = f"{last.name()} {reason}"
     return Route(tuple(edges), sum(e.cost for e in edges), blocked)
