@@ -111,7 +111,7 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
             device=None, prove_artifact: bool = True) -> ConvertResult:
     """Produce ``target`` from ``source``: returns the artifact in ``out/<model>/<target>/``
     (``<target>@<device>/`` when a step of its route ran on ``device``, an open device)."""
-    the_plan = the_plan or plan(source.format, target)
+    the_plan = the_plan or plan(source.format, target, source=source)
     recipe = target.recipe_spec
     if recipe.needs_calibration and data is None:
         raise ConversionError(target.name, f"recipe '{recipe.name}' needs calibration data.",

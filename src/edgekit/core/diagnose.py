@@ -23,7 +23,7 @@ def diagnose(source, target: Target, data, out_root: Path = Path("out"), sensiti
     if data is None or not data.n_calib:
         raise ConversionError(target.name, "diagnosis compares the float and the int8 model on samples, and no data "
                               "was given.", "Pass --data.")
-    the_plan = plan(source.format, target)
+    the_plan = plan(source.format, target, source=source)
     failures = []
     for route in the_plan.usable:
         last = route.edges[-1] if route.edges else None

@@ -127,7 +127,7 @@ def convert_one(source, target: Target, dataset, out_root: Path, base: dict):
 
     row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime,
                data=dict(base["data"], **calibration_use(target, dataset)))
-    usable = plan(source.format, target).usable
+    usable = plan(source.format, target, source=source).usable
     if usable and (usable[0].on_device or target.foreign_to(None)):  # cross-built: proven on each device
         return target, row, OnDevice(source, dataset, out_root)
     row, result = _converted(source, target, dataset, out_root, row, None)

@@ -52,7 +52,7 @@ def inspect_model(source, target) -> dict:
 
         source = load_source(str(source))
     target = get_target(target) if isinstance(target, str) else target
-    the_plan = plan(source.format, target)
+    the_plan = plan(source.format, target, source=source)
     result = {"model": source.name, "source_format": source.format, "target": target.name,
               "recipe": target.recipe, "route": [], "alternatives": [], "inspected": False, "ops": [],
               "summary": dict.fromkeys(STATUS_ORDER[::-1], 0), "notes": [], "verdict": ""}

@@ -216,7 +216,7 @@ class Harness:
         from ..core.convert import convert
         from ..core.graph import plan
 
-        usable = plan(source.format, target).usable
+        usable = plan(source.format, target, source=source).usable
         on_device = bool(usable and usable[0].on_device)
         key = (source.digest, target.name, dataset.calib_digest() if dataset is not None else None,
                slot.name if on_device else None)

@@ -14,6 +14,11 @@ from ..onnx.graph_edits import constants_to_initializers
 from ..onnx.ops import check_standard_ops, op_types
 
 ONNX2TF_TIMEOUT_S = 1800
+# onnx2tf converts op by op through TensorFlow: its time grows with the model (digits CNN, 0.1 MB:
+# ~20 s; all-MiniLM-L6-v2, 90 MB: 170-460 s on 2 cores, where litert-torch takes ~20 s). On a model
+# this large, the routes that avoid it come first.
+LARGE_MODEL_BYTES = 10_000_000
+LARGE_MODEL_EXTRA_COST = 1.0
 # ONNX ops whose TF lowering has no TFLite builtin kernel (Erf: the GELU of BERT-style models)
 PSEUDO_OPS = {"Erf"}
 
@@ -33,6 +38,11 @@ class SavedModelFromOnnx(Converter):
     @classmethod
     def key_material(cls, ctx):
         return {k: list(v) for k, v in fixed_shapes(ctx).items()} or None
+
+    @classmethod
+    def cost_for(cls, source) -> float:
+        large = (getattr(source, "size_bytes", None) or 0) > LARGE_MODEL_BYTES
+        return cls.cost + (LARGE_MODEL_EXTRA_COST if large else 0.0)
 
     @classmethod
     def judge(cls, domain, op, target, recipe, facts):
