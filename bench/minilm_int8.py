@@ -3,9 +3,12 @@ against the routes a careful engineer takes by hand with the plain library calls
 eager, in one run (issue 14's goal: <= 0.8x the best by-hand p50 that also keeps cosine >= 0.99).
 
 By hand: torch eager fp32; ORT fp32 (torch.onnx.export); ORT dynamic int8 (quantize_dynamic, per-tensor
-as its defaults, and per-channel); litert-torch fp32 TFLite; with --onnx2tf, onnx2tf's dynamic-range
-TFLite (about 3 min to convert). edgekit: the targets given (converted from a cold cache, timed).
-Every artifact is timed the same way in this process (warm-up, then >= 200 runs; median, p90) and
+as its defaults, and per-channel); litert-torch fp32 TFLite and its own dynamic int8 (PT2E); with
+--onnx2tf, onnx2tf's dynamic-range TFLite (about 3 min to convert). Also shown, not counted as by
+hand: litert-torch fp32 then ai-edge-quantizer's dynamic int8, the two tools chained as edgekit's
+route for a large torch model does. edgekit: the targets given (converted from a cold cache, timed).
+Every artifact is timed the same way in this process, all of them in turn for several rounds
+(interleaved: a passing load touches all alike; p50 the median of the rounds' medians, p90) and
 its cosine to torch fp32 measured on held-out sentences. The int8 compute floor of this CPU for
 the model's linear layers is computed from its flags and clock (see ``int8_floor_ms``).
 
@@ -28,17 +31,33 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 TARGETS = "onnx,onnx-int8-dynamic,onnx-int8-accuracy-aware,tflite-int8-dynamic"
 HELD_OUT = 64
+CHAINED = "litert-torch fp32 + ai-edge-quantizer dynamic"
 
 
-def timeit(fn, seconds: float) -> tuple[float, float]:
-    for _ in range(10):
-        fn()
-    times, start = [], time.perf_counter()
-    while len(times) < 200 or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1000), float(np.percentile(times, 90) * 1000)
+TIMED: list[tuple[dict, object, dict]] = []  # (result, run, feed): timed together at the end, interleaved
+
+
+def time_interleaved(seconds: float, rounds: int = 5) -> None:
+    """Every artifact in turn, ``rounds`` times (each turn: warm-up, then >= 40 runs or seconds/rounds):
+    a load that comes and goes during the run touches all of them alike. p50 is the median of the
+    rounds' medians, p90 the 90th percentile of all runs."""
+    per = {id(r): [] for r, _, _ in TIMED}
+    pooled = {id(r): [] for r, _, _ in TIMED}
+    for _ in range(rounds):
+        for res, run, feed in TIMED:
+            for _ in range(5):
+                run(feed)
+            times, start = [], time.perf_counter()
+            while len(times) < 40 or time.perf_counter() - start < seconds / rounds:
+                t0 = time.perf_counter()
+                run(feed)
+                times.append(time.perf_counter() - t0)
+            per[id(res)].append(float(np.median(times)) * 1000)
+            pooled[id(res)] += times
+    for res, _, _ in TIMED:
+        res["p50"] = float(np.median(per[id(res)]))
+        res["p90"] = float(np.percentile(pooled[id(res)], 90) * 1000)
+        res["rounds"] = per[id(res)]
 
 
 def cosine(a, b) -> float:
@@ -79,8 +98,7 @@ def tflite_runner(path):
 
 def measure(run, feeds: list[dict], ref: np.ndarray, seconds: float, name: str = "") -> dict:
     out = _measure(run, feeds, ref, seconds)
-    print(f"  measured {name}: " + (out["error"] if "error" in out else f"cosine {out['cosine']:.4f}, p50 "
-                                    f"{out['p50']:.2f} ms"), flush=True)
+    print(f"  loaded {name}: " + (out["error"] if "error" in out else f"cosine {out['cosine']:.4f}"), flush=True)
     return out
 
 
@@ -89,8 +107,9 @@ def _measure(run, feeds: list[dict], ref: np.ndarray, seconds: float) -> dict:
         got = np.concatenate([np.asarray(run(f)).reshape(1, -1) for f in feeds])
     except Exception as e:  # one route failing is a figure, not the end of the run
         return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"}
-    p50, p90 = timeit(lambda: run(feeds[0]), seconds)
-    return {"cosine": cosine(ref, got), "p50": p50, "p90": p90}
+    res = {"cosine": cosine(ref, got)}
+    TIMED.append((res, run, feeds[0]))
+    return res
 
 
 def by_hand(work: Path, feeds, ref, seconds: float, onnx2tf: bool) -> dict:
@@ -124,6 +143,17 @@ def by_hand(work: Path, feeds, ref, seconds: float, onnx2tf: bool) -> dict:
         res["litert-torch fp32"] = measure(tflite_runner(lt), feeds, ref, seconds, "litert-torch fp32")
     except Exception as e:
         res["litert-torch fp32"] = {"error": f"{type(e).__name__}: {str(e)[:100]}"}
+    res["litert-torch dynamic int8 (its PT2E quantizer)"] = litert_dynamic(litert_torch, model, args, work, feeds,
+                                                                          ref, seconds)
+    if lt.exists():  # two tools chained: what edgekit's route for a large model does (not counted as by hand)
+        try:
+            from ai_edge_quantizer import quantizer, recipe
+
+            blob = quantizer.Quantizer(str(lt), recipe.dynamic_wi8_afp32()).quantize().quantized_model
+            (work / "hand-aeq.tflite").write_bytes(bytes(blob))
+            res[CHAINED] = measure(tflite_runner(work / "hand-aeq.tflite"), feeds, ref, seconds, CHAINED)
+        except Exception as e:
+            res[CHAINED] = {"error": f"{type(e).__name__}: {str(e)[:100]}"}
     if onnx2tf:
         env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
         shutil.copyfile(onnx_path, work / "copy.onnx")
@@ -135,6 +165,24 @@ def by_hand(work: Path, feeds, ref, seconds: float, onnx2tf: bool) -> dict:
             res[f"onnx2tf dynamic-range ({time.perf_counter() - t0:.0f} s)"] = \
                 measure(tflite_runner(found[0]), feeds, ref, seconds, "onnx2tf dynamic-range")
     return res
+
+
+def litert_dynamic(litert_torch, model, args, work, feeds, ref, seconds) -> dict:
+    """litert-torch's documented int8: its PT2E quantizer, dynamic (no calibration)."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    try:
+        q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+        graph = prepare_pt2e(torch.export.export(model.eval(), args).module(), q)
+        graph = convert_pt2e(graph, fold_quantize=False)
+        path = work / "hand-litert-dyn.tflite"
+        litert_torch.convert(graph, args, quant_config=QuantConfig(pt2e_quantizer=q)).export(str(path))
+        return measure(tflite_runner(path), feeds, ref, seconds, "litert-torch dynamic")
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {str(e)[:100]}"}
 
 
 def through_edgekit(out: Path, targets: list[str], feeds, ref, seconds: float) -> dict:
@@ -154,7 +202,9 @@ def through_edgekit(out: Path, targets: list[str], feeds, ref, seconds: float) -
             res[f"edgekit {name}"] = {"error": str(e).splitlines()[0][:120]}
             continue
         run = ort_runner(art) if art.suffix == ".onnx" else tflite_runner(art)
-        res[f"edgekit {name}"] = dict(measure(run, feeds, ref, seconds, name), convert_s=time.perf_counter() - t0)
+        convert_s = time.perf_counter() - t0
+        res[f"edgekit {name}"] = measure(run, feeds, ref, seconds, name)  # timed later (the same dict)
+        res[f"edgekit {name}"]["convert_s"] = convert_s
     return res
 
 
@@ -175,7 +225,8 @@ def int8_floor_ms() -> tuple[float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=TARGETS, help=f"edgekit targets (default {TARGETS})")
-    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--seconds", type=float, default=2.0, help="timing per artifact (spread over the rounds)")
+    ap.add_argument("--rounds", type=int, default=5, help="turns through all artifacts (interleaved timing)")
     ap.add_argument("--onnx2tf", action="store_true", help="also onnx2tf's dynamic-range TFLite by hand (~3 min)")
     args = ap.parse_args()
     from edgekit.core.data import load_data
@@ -195,9 +246,11 @@ def main() -> None:
         os.environ["EDGEKIT_CACHE"] = str(work / "cache")  # cold: conversion seconds are the user's first run
         ek = through_edgekit(work / "out", [t for t in args.targets.split(",") if t], feeds, ref, args.seconds)
         hand = by_hand(work, feeds, ref, args.seconds, args.onnx2tf)
+        print(f"timing {len(TIMED)} artifacts, interleaved ({args.rounds} rounds)", flush=True)
+        time_interleaved(args.seconds, args.rounds)
     floor, how = int8_floor_ms()
     torch_ms = hand["torch eager fp32"]["p50"]
-    good_hand = {k: v for k, v in hand.items() if "error" not in v and v["cosine"] >= 0.99}
+    good_hand = {k: v for k, v in hand.items() if "error" not in v and v["cosine"] >= 0.99 and k != CHAINED}
     best_hand = min(good_hand, key=lambda k: good_hand[k]["p50"])
     print(f"\nMiniLM seq 64, batch 1, 1 thread; cosine to torch fp32 on {len(feeds)} held-out sentences")
     print(f"int8 compute floor of this core: {floor:.2f} ms ({how})")
@@ -218,6 +271,8 @@ def main() -> None:
         print(f"\nbest edgekit at cosine >= 0.99: {best} {good_ek[best]['p50']:.2f} ms = "
               f"{good_ek[best]['p50'] / good_hand[best_hand]['p50']:.2f}x the best by hand ({best_hand}, "
               f"{good_hand[best_hand]['p50']:.2f} ms); {good_ek[best]['p50'] / floor:.1f}x the int8 floor")
+        if "p50" in hand.get(CHAINED, {}):
+            print(f"  and {good_ek[best]['p50'] / hand[CHAINED]['p50']:.2f}x the two tools chained by hand ({CHAINED})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""torch -> TFLite directly with litert-torch (no ONNX, no TensorFlow). fp32, dynamic int8 and
-static int8 through torchao's PT2E quantizer; static int8 gives int8 inputs and outputs with no
-float kernels, so it serves int8-I/O targets. A second route beside onnx2tf: when one fails on a
+"""torch -> TFLite directly with litert-torch (no ONNX, no TensorFlow). fp32, and static int8 through
+torchao's PT2E quantizer: static int8 gives int8 inputs and outputs with no float kernels, so it
+serves int8-I/O targets (dynamic int8 and float-I/O int8 come from ai-edge-quantizer after the fp32
+model: QuantizedTfliteFromTflite). A second route beside onnx2tf: when one fails on a
 model, the planner tries the other."""
 from __future__ import annotations
 
@@ -68,25 +69,22 @@ class TfliteFromTorch(Converter):
         from litert_torch.quantize.quant_config import QuantConfig
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        recipe = ctx.recipe
-        dynamic = recipe.kind == "int8-dynamic"
-        per_channel = True if dynamic else recipe.calibration.per_channel
+        recipe = ctx.recipe  # static int8 (the only recipe it quantizes with)
         quantizer = PT2EQuantizer().set_global(
-            get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic))
+            get_symmetric_quantization_config(is_per_channel=recipe.calibration.per_channel, is_dynamic=False))
         graph = torch.export.export(module, args, kwargs).module()
         graph = prepare_pt2e(graph, quantizer)
-        if not dynamic:
-            n = min(ctx.data.n_calib, recipe.calibration.samples)
-            dtypes = {s.name: np.dtype(s.dtype) for s in ctx.source.inputs}
-            with torch.no_grad():
-                for i in range(n):
-                    feed = sample_feed({k: ctx.data.calib[k] for k in dtypes}, i, ctx.data.stacked)
-                    batch = [torch.from_numpy(np.asarray(feed[k]).astype(t)) for k, t in dtypes.items()]
-                    if kwargs:
-                        graph(**dict(zip(dtypes, batch)))
-                    else:
-                        graph(*batch)
-            ctx.notes.append(f"{calibration_text(n, ctx.data.n_calib, recipe.calibration.samples)} (min/max)")
+        n = min(ctx.data.n_calib, recipe.calibration.samples)
+        dtypes = {s.name: np.dtype(s.dtype) for s in ctx.source.inputs}
+        with torch.no_grad():
+            for i in range(n):
+                feed = sample_feed({k: ctx.data.calib[k] for k in dtypes}, i, ctx.data.stacked)
+                batch = [torch.from_numpy(np.asarray(feed[k]).astype(t)) for k, t in dtypes.items()]
+                if kwargs:
+                    graph(**dict(zip(dtypes, batch)))
+                else:
+                    graph(*batch)
+        ctx.notes.append(f"{calibration_text(n, ctx.data.n_calib, recipe.calibration.samples)} (min/max)")
         graph = convert_pt2e(graph, fold_quantize=False)
         return litert_torch.convert(graph, args, kwargs, quant_config=QuantConfig(pt2e_quantizer=quantizer))
 
