@@ -140,10 +140,25 @@ def _pt2e_quantizer():
         from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
 
     class Quantizer(XNNPACKQuantizer):
+        """With ExecuTorch's ``set_filter_function`` (nodes it returns False for stay float): what the
+        repair (``executorch/repair.py``) uses to keep the layers int8 breaks in float."""
+
         def __init__(self, *a, **k):
             with warnings.catch_warnings():  # "XNNPACKQuantizer is deprecated!" (its ExecuTorch copy is not)
                 warnings.simplefilter("ignore")
                 super().__init__(*a, **k)
+            self.node_filter = None
+
+        def set_filter_function(self, fn):
+            self.node_filter = fn
+            return self
+
+        def _annotate_all_static_patterns(self, model, config, filter_fn=None):
+            own = self.node_filter
+            if own is not None:
+                inner = filter_fn
+                filter_fn = lambda n: own(n) and (inner is None or inner(n))  # noqa: E731
+            return super()._annotate_all_static_patterns(model, config, filter_fn)
 
     return Quantizer, get_symmetric_quantization_config
 
@@ -199,21 +214,37 @@ def _compress(ct, mlmodel, kind: str, bits: int, edge: str):
 
     from ...core.lazy import native_output_silenced
 
+    skip = _non_finite_consts(mlmodel)  # a mask constant (-inf in fp16) is no weight: it stays as it is
+    kept = f"; {len(skip)} non-finite constant(s) left as they are" if skip else ""
     try:
         with quiet(), native_output_silenced():
             if kind == "int8-dynamic":
                 cfg = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
-                return (cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=cfg)),
-                        "int8 weights, linear symmetric per channel (linear_quantize_weights)")
+                return (cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=cfg,
+                                                                                     op_name_configs=skip)),
+                        "int8 weights, linear symmetric per channel (linear_quantize_weights)" + kept)
             cfg = cto.OpPalettizerConfig(mode="kmeans", nbits=bits, granularity="per_tensor")
-            return (cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=cfg)),
-                    f"{bits}-bit k-means palettes, one per weight tensor (palettize_weights)")
+            return (cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=cfg, op_name_configs=skip)),
+                    f"{bits}-bit k-means palettes, one per weight tensor (palettize_weights)" + kept)
     except ModuleNotFoundError as e:
         raise ConversionError(edge, f"coremltools' {kind} needs '{e.name}'.",
                               "Install it with: pip install 'edgekit[coreml]'") from None
     except Exception as e:  # noqa: BLE001
         raise ConversionError(edge, f"coremltools could not compress the weights: {type(e).__name__}: "
                               f"{_first(e)}") from None
+
+
+def _non_finite_consts(mlmodel) -> dict:
+    """{const op name: None} for the program's float constants holding inf or nan (k-means cannot
+    cluster them; a linear scale of inf zeroes the tensor)."""
+    prog = getattr(mlmodel, "_mil_program", None)
+    out = {}
+    for fn in (prog.functions.values() if prog is not None else ()):
+        for op in fn.find_ops(op_type="const"):
+            val = op.outputs[0].val
+            if isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.size and not np.isfinite(val).all():
+                out[op.name] = None
+    return out
 
 
 def _convert_error(e: Exception) -> ConversionError:
