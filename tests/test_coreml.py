@@ -88,6 +88,7 @@ def test_digits_every_target_converts_and_validates(digits_run):
         assert v["ops"]["conv"] == 3 and v["ops"]["relu"] == 4
         folder = Path(row["artifact"])
         assert folder.name == "model.mlpackage" and (folder / "Data" / "com.apple.CoreML" / "model.mlmodel").is_file()
+        assert sorted(p.name for p in folder.iterdir()) == ["Data", "Manifest.json"]  # the package and only it
         manifest = json.loads((folder.parent / "manifest.json").read_text())
         assert manifest["proof"]["proven"] is False and manifest["proof"]["validated"] is True
         sizes[target] = row["size_bytes"]

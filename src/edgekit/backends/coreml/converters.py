@@ -66,7 +66,7 @@ class MlpackageFromTorch(Converter):
     requires = (("torch", "torch"), ("coremltools", EXTRA))
     tools = ("coremltools", "torch", "torchao")
     target_options = ("deployment_target", "bits", "compute_units")
-    revision = 1
+    revision = 2  # no debug-handle file in the package
 
     def convert(self, artifact, out_dir, ctx):
         import time
@@ -91,6 +91,9 @@ class MlpackageFromTorch(Converter):
         path = out_dir / "model.mlpackage"
         with quiet():
             mlmodel.save(str(path))
+        # written beside the model when ExecuTorch is importable; no part of the package (its Manifest.json
+        # names only the model and its weights): 20 KB of the digits CNN's 64
+        (path / "executorch_debug_handle_mapping.json").unlink(missing_ok=True)
         ctx.notes.append(f"coremltools {ct.__version__}: {how} -> mlprogram for {opts['deployment_target']}, "
                          f"{PRECISION[kind].lower().replace('float', 'fp')} compute ({seconds:.1f} s)"
                          + (f"; {compressed}" if compressed else ""))
