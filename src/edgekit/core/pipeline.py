@@ -220,6 +220,12 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
                         rows.append(row)
                         emit(row)
                         continue
+                    unrunnable = cannot_run_on(target, device)
+                    if unrunnable:  # validated at conversion; parity waits for a device the runtime runs on
+                        row.update(unrunnable, **validation_fields(result))
+                        rows.append(row)
+                        emit(row)
+                        continue
                     progress(f"{target.name} on {name}: parity and benchmark")
                     try:
                         if session is None:  # (re)start the persistent worker: one per device, or after a crash
@@ -258,6 +264,28 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
                 rows.append(row)
                 emit(row)
     return [r for r in rows if r is not None]
+
+
+def cannot_run_on(target: Target, device) -> dict | None:
+    """The record fields of a target whose runtime cannot run on ``device``'s OS at all (its
+    ``predicts_on``): status ``needs_device``, the one sentence that says why, a parity that never passed
+    and names the device it needs. None when it can run there."""
+    from ..backends import get_runtime
+
+    rt = get_runtime(target.runtime)
+    if not rt.predicts_on:
+        return None
+    info = device.describe()
+    if rt.predicts(info.os):
+        return None
+    return {"status": "needs_device", "reason": rt.only_on_text(info.os, info.arch),
+            "parity": {"passed": False, "needs": rt.needs_text(), "failures": [f"needs {rt.needs_text()}"]}}
+
+
+def validation_fields(result) -> dict:
+    """What the conversion's validation found (the proof that stands in where the runtime cannot run)."""
+    proof = (result.manifest or {}).get("proof") or {}
+    return {"validation": proof["validation"]} if proof.get("validation") else {}
 
 
 def save_records(records: list[dict], out_root: Path) -> dict:

@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-RECIPE_KINDS = ("none", "fp16", "int8-dynamic", "int8-static", "optimize")
+RECIPE_KINDS = ("none", "fp16", "int8-dynamic", "int8-static", "optimize", "palettize")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_USES = ("run", "fit")  # commands that take a target when the user names none
 
