@@ -69,6 +69,9 @@ class Converter:
     # target options this edge reads (a target triple, a tuning budget): their values key its cached
     # output whatever the recipe, so targets differing only in these options never share a step
     target_options: ClassVar[tuple[str, ...]] = ()
+    # True: a same-format edge that applies a training recipe (``recipes``: its kinds) to the source
+    # before any route is walked (core/prepare.py); the planner never puts it on a route
+    prepares: ClassVar[bool] = False
 
     def diagnose(self, artifact: Artifact, out_dir: Path, ctx: ConvertContext, sensitivity: int):
         """Where this edge's recipe loses accuracy on ``artifact`` (its input): a
@@ -216,7 +219,7 @@ def plan(source_format: str, target: Target, registry: dict | None = None) -> Pl
 
     def walk(fmt: str, path: list, seen: set):
         for edge in edges:
-            if edge.src != fmt:
+            if edge.src != fmt or edge.prepares:
                 continue
             if edge.is_transform():
                 if edge.dst == target.format and recipe.kind != "none":
