@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="reinstall steps that look installed")
 
     sub.add_parser("targets", help="list targets: backend, format, recipe, runtime, usable here?")
+    sub.add_parser("recipes", help="list recipes: what each does and the sources or targets it applies to "
+                                   "(training recipes combine with any target as TARGET@RECIPE)")
     p = sub.add_parser("graph", help="show the conversion plan and why routes were rejected")
     p.add_argument("--from", dest="src", help="source format (default: each format a source can be given in)")
     p.add_argument("--to", dest="target", help="target name (default: every target)")

@@ -257,12 +257,13 @@ def _digits() -> Dataset:
 
 
 def _sentences() -> Dataset:
-    from .datasets.sentences import load_sentences
+    from .datasets.sentences import load_sentences, training_sentences
 
     arrays, _ = load_sentences()
     n_cal = 100
     return Dataset("sentences", {k: v[:n_cal] for k, v in arrays.items()}, {k: v[n_cal:] for k, v in arrays.items()},
-                   None, "embedding", split=f"the first {n_cal} sentences calibrate, the rest are held out")
+                   None, "embedding", split=f"the first {n_cal} sentences calibrate, the rest are held out",
+                   train=training_sentences())
 
 
 BUILTINS = {"digits": _digits, "sentences": _sentences}

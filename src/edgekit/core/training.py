@@ -24,7 +24,7 @@ class Training:
     """How a training recipe changes and trains the model (every setting keys its cached step)."""
 
     amount: float = 0.3  # pruning: the share of channels (structured) or weights (magnitude) removed
-    width: float = 0.5  # distill: the student's width as a share of the teacher's channels (1.0: same width)
+    width: float = 1.0  # distill: the student's width as a share of the teacher's channels (1.0: same width)
     # structured pruning / width: kept channel counts are rounded to a multiple of this (CPU kernels run
     # channels in SIMD blocks of 8 or 16: other counts can make a smaller model slower, measured in ORT)
     multiple_of: int = 1
@@ -37,6 +37,7 @@ class Training:
     loss: str = "auto"  # auto: labels where the data has them (pruning), else match the source's outputs
     val_fraction: float = 0.1  # of the training samples, held back to decide when to stop (never evaluation data)
     max_samples: int = 0  # train on at most this many samples (0: all of the data's training split)
+    train_embeddings: bool = True  # false: token embedding tables stay as the teacher's (much less to update)
     seed: int = 0
     threads: int = 1  # torch threads while training (a fixed count keeps it reproducible)
 

@@ -84,6 +84,10 @@ def fit(student, teacher, arrays: dict, labels, source, settings, task: str, lab
         mode = choose_loss(settings.loss, task, labels, t_out.numpy(), use_labels)
         y_all = torch.from_numpy(np.asarray(labels).astype(np.int64)) if labels is not None else None
         loss_fn = _criterion(mode, settings.temperature)
+        if not settings.train_embeddings:
+            for m in student.modules():
+                if isinstance(m, torch.nn.Embedding):
+                    m.weight.requires_grad_(False)
         opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=settings.lr)
         gen = torch.Generator().manual_seed(settings.seed)
 
@@ -102,8 +106,13 @@ def fit(student, teacher, arrays: dict, labels, source, settings, task: str, lab
         start_val, waited = best, 0
         for epoch in range(1, settings.epochs + 1):
             student.train()
-            total = 0.0
-            for b in torch.randperm(len(train), generator=gen).split(settings.batch):
+            total, said = 0.0, time.perf_counter()
+            batches = torch.randperm(len(train), generator=gen).split(settings.batch)
+            for i, b in enumerate(batches):
+                if time.perf_counter() - said > 15.0:  # a long epoch shows it is moving
+                    say(f"[edgekit] {label}: epoch {epoch}/{settings.epochs}, batch {i}/{len(batches)} "
+                        f"({time.perf_counter() - t0:.0f} s)")
+                    said = time.perf_counter()
                 idx = train[b.numpy()]
                 opt.zero_grad()
                 loss = batch_loss(idx)
