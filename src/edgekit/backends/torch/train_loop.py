@@ -81,6 +81,7 @@ def fit(student, teacher, arrays: dict, labels, source, settings, task: str, lab
             t_out = torch.cat([_outputs(teacher, arrays, names, order[i:i + 256], torch, dtypes).float()
                                for i in range(0, n, 256)])
         t_by = {int(j): k for k, j in enumerate(order)}
+        say(f"[edgekit] {label}: the source's outputs on {n} training samples ({time.perf_counter() - t0:.1f} s)")
         mode = choose_loss(settings.loss, task, labels, t_out.numpy(), use_labels)
         y_all = torch.from_numpy(np.asarray(labels).astype(np.int64)) if labels is not None else None
         loss_fn = _criterion(mode, settings.temperature)
