@@ -125,7 +125,8 @@ def convert_one(source, target: Target, dataset, out_root: Path, base: dict):
     an :class:`OnDevice` when the conversion must wait for the device)."""
     from .graph import plan
 
-    row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime,
+    row = dict(base, target=target.name, format=target.format, recipe="+".join(target.prepare + (target.recipe,)),
+               runtime=target.runtime,
                data=dict(base["data"], **calibration_use(target, dataset)))
     usable = plan(source.format, target, source=source).usable
     if usable and (usable[0].on_device or target.foreign_to(None)):  # cross-built: proven on each device
@@ -145,6 +146,8 @@ def _converted(source, target, dataset, out_root, row: dict, device) -> tuple[di
                artifact_sha256=result.manifest["artifact_sha256"],
                route=[s["edge"] for s in result.manifest["route"]], cached=result.cached,
                convert_s=time.perf_counter() - t0, manifest=str(result.out_dir / "manifest.json"))
+    if result.manifest.get("prepared"):  # training recipes: what changed, and the source-vs-changed comparison
+        row["prepared"] = result.manifest["prepared"]
     return row, result
 
 
