@@ -330,13 +330,18 @@ def _suffixes(fmt: str) -> tuple:
 
 
 def manifest_target(artifact: Path) -> Target | None:
-    """The target recorded in the manifest beside an artifact, if any."""
-    from .specs import all_targets
+    """The target recorded in the manifest beside an artifact, if any: ``T@RECIPES`` with its training
+    recipes; ``T@CHOICES`` (calibration choices) as its base target ``T`` (the same runtime and tolerance)."""
+    from .errors import EdgekitError
+    from .specs import all_targets, get_target
 
     m = Path(artifact).parent / "manifest.json"
     if m.exists():
-        name = json.loads(m.read_text()).get("target")
-        return all_targets().get(name)
+        name = json.loads(m.read_text()).get("target") or ""
+        try:
+            return get_target(name)
+        except EdgekitError:
+            return all_targets().get(name.partition("@")[0])
     return None
 
 
