@@ -59,6 +59,10 @@ if [ ! -f "$stamp" ]; then
   # pytest plugins, none of which it imports: its plain ones come with [dev] ([executorch]), itself --no-deps
   step "ExecuTorch 1.5 without its unused dependencies (what 'edgekit setup executorch' does)"
   pip install $C --no-deps executorch==1.5.1
+  # coremltools 9 beside torch 2.13: its plain dependencies come with [dev] ([coreml]); itself, cattrs and pyaml
+  # --no-deps (cattrs 26 would move typing_extensions, which litert-torch's xdsl and TVM's FFI share at 4.13.2)
+  step "coremltools 9 without its dependencies (what 'edgekit setup coreml' does)"
+  pip install $C --no-deps coremltools==9.0 cattrs==26.2.1 pyaml==26.7.0
   # (its C library, libc6-dev-arm64-cross, only comes as a recommendation: without it ld finds no crti.o)
   if { ! command -v aarch64-linux-gnu-gcc >/dev/null || [ ! -e /usr/aarch64-linux-gnu/lib/crti.o ]; } \
       && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -78,6 +82,8 @@ if [ ! -f "$stamp" ]; then
     || { echo "install check failed (tfjs): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
   "$VENV/bin/python" -W ignore -c "from edgekit.backends.executorch.stack import import_exir; import_exir(); from executorch.runtime import Runtime" >>"$LOG" 2>&1 \
     || { echo "install check failed (executorch): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
+  "$VENV/bin/python" -W ignore -c "from edgekit.backends.coreml.stack import import_coremltools; import_coremltools()" >>"$LOG" 2>&1 \
+    || { echo "install check failed (coreml): see $LOG" >&2; tail -n 15 "$LOG" >&2; exit 1; }
   rm -f "$VENV"/.edgekit-install-*
   touch "$stamp"
 else

@@ -134,7 +134,8 @@ def test_source_row_and_missing_figures():
     empty = Record.from_json({})
     assert empty.status_text == "?" and empty.task_text == "-" and empty.p50_ms is None and not empty.noisy
     assert status_text("weird") == "weird" and set(STATUS_TEXT) == {"ok", "reference", "parity_failed",
-                                                                    "conversion_failed", "run_failed", "measured"}
+                                                                    "conversion_failed", "run_failed", "measured",
+                                                                    "needs_device"}
     for n, text in ((0, "0 B"), (1023, "1023 B"), (1024, "1.0 KB"), (5 * 2 ** 20, "5.00 MB"), (3 * 2 ** 30, "3.00 GB")):
         assert Record.from_json({"size_bytes": n}).size_text == text
 

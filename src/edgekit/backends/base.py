@@ -25,6 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 OPTION_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+OS_NAMES = {"Darwin": "macOS", "Linux": "Linux", "Windows": "Windows"}  # ``uname -s`` -> its name for people
 LAUNCHERS = ("python", "node", "browser")
 
 
@@ -44,6 +45,9 @@ class FormatSpec:
     reference: str = ""  # "module:Class"(source, device_factory) -> Reference
     operators: str = ""  # "module:function"(path) -> facts for pre-flight ({"counts": {(domain, op): n}, ...})
     operator_check: str = ""  # "module:function"(domain, op, edges) -> [(status, why)] or [] (pre-flight)
+    # "module:function"(path, target, inputs, outputs) -> validation dict: what stands in for the proof
+    # where its runtime cannot predict (see RuntimeSpec.predicts_on); ``outputs``: {name: shape of one sample}
+    validate: str = ""
     backend: str = ""
 
     def recognises(self, path: Path) -> bool:
@@ -77,8 +81,26 @@ class RuntimeSpec:
     # "module:function"(device, progress) -> {name: version}: how `edgekit devices setup` puts a runtime
     # that pip cannot install (not Python) on an SSH device, through the device's push/run alone
     device_setup: str = ""
+    title: str = ""  # its name for people ("ONNX Runtime"); default: name
+    # the operating systems (``uname -s``: "Linux", "Darwin") where it can load and run an artifact at all;
+    # empty = any. Elsewhere its artifacts are validated (the format's ``validate`` hook), never run.
+    predicts_on: tuple[str, ...] = ()
     backend: str = ""
     root: Path | None = None
+
+    def predicts(self, os_name: str) -> bool:
+        """Whether it can run artifacts on an OS of this ``uname -s`` name."""
+        return not self.predicts_on or os_name in self.predicts_on
+
+    def needs_text(self) -> str:
+        """"a macOS device": where its artifacts can be run (for a runtime limited by ``predicts_on``)."""
+        names = [OS_NAMES.get(o, o) for o in self.predicts_on]
+        return "a " + " or ".join(names) + " device" if names else "a device"
+
+    def only_on_text(self, os_name: str, arch: str = "") -> str:
+        """The one sentence for an OS it cannot run on: "Core ML runs only on macOS (this device is Linux x86_64)"."""
+        names = " or ".join(OS_NAMES.get(o, o) for o in self.predicts_on)
+        return f"{self.title or self.name} runs only on {names} (this device is {os_name}{' ' + arch if arch else ''})"
 
     def requirements(self, arch: str) -> list[str]:
         return list(self.pins.get(arch) or self.pins.get("*") or [])

@@ -104,7 +104,7 @@ def _bench_opts(args):
 
 COMMANDS = {
     "convert": "model:cmd_convert", "run": "model:cmd_run", "parity": "model:cmd_parity",
-    "bench": "model:cmd_bench", "targets": "model:cmd_targets", "graph": "model:cmd_graph",
+    "bench": "model:cmd_bench", "targets": "model:cmd_targets", "recipes": "recipes:cmd_recipes", "graph": "model:cmd_graph",
     "inspect": "model:cmd_inspect", "devices": "devices:cmd_devices", "sweep": "results:cmd_sweep",
     "check": "results:cmd_check", "fit": "results:cmd_fit", "report": "results:cmd_report",
     "setup": "setup:cmd_setup", "golden": "golden:cmd_golden", "diagnose": "diagnose:cmd_diagnose",

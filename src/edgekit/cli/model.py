@@ -61,7 +61,8 @@ def cmd_run(args) -> int:
                           if "html" in paths else [])
         print(f"mlflow:   {res.get('tracking_uri')} ({len(res.get('run_ids', []))} runs)"
               + (f" WARNING: {res['warning']}" if res.get("warning") else ""))
-    bad = [r for r in records if r.get("status") not in ("ok", "reference")]
+    # validated where its runtime cannot run (parity needs its device): not a failure of this run
+    bad = [r for r in records if r.get("status") not in ("ok", "reference", "needs_device")]
     if args.best:
         from ..core.fit import Budget, explain, judge
 
@@ -176,19 +177,33 @@ def cmd_targets(args) -> int:
     from ..core.specs import all_targets, target_order
 
     load_converters()
-    rows = [("target", "backend", "format", "recipe", "runtime", "usable here", "description")]
+    rows = [("target", "backend", "format", "recipe", "runtime", "build here", "measure here", "description")]
     for t in sorted(all_targets().values(), key=target_order):
         routes = [p for f in _source_formats() if (p := plan(f, t)).routes]
-        usable = "yes" if any(p.usable for p in routes) else "no: " + next(
-            (p.routes[0].blocked for p in routes if p.routes), "no route")
+        usable = [r for p in routes for r in p.usable]
+        build = "yes" if usable else "no: " + next((p.routes[0].blocked for p in routes if p.routes), "no route")
+        if usable and all(r.on_device for r in usable):
+            build = "on the device"
         rt = get_runtime(t.runtime)
-        if not rt.available():
-            usable = f"no: runtime needs {rt.install_hint()}"
-        rows.append((t.name, get_format(t.format).backend, t.format, t.recipe, t.runtime, usable, t.description))
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        rows.append((t.name, get_format(t.format).backend, t.format, t.recipe, t.runtime, build, _measure_here(t, rt),
+                     t.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(7)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6])
+        print("  ".join(c.ljust(w) for c, w in zip(r[:7], widths)) + "  " + r[7])
     return 0
+
+
+def _measure_here(target, rt) -> str:
+    """Where a target's artifacts can be run (parity, benchmark): here, or the device they need."""
+    import platform
+
+    if not rt.predicts(platform.system()):
+        return f"needs {rt.needs_text()}"
+    if target.foreign_to(None):
+        return f"needs an {target.machine} device"
+    if not rt.available():
+        return f"no: {rt.install_hint()}"
+    return "yes"
 
 
 def _source_formats() -> list[str]:

@@ -164,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="the best artifact for a device under latency/size/accuracy budgets")
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--targets", help="candidate targets (default: the targets marked for 'fit')")
-    p.add_argument("--recipes", default="", help="recipe variants to try too (e.g. int8-static-entropy)")
+    p.add_argument("--recipes", default="", help="recipe variants to try too (e.g. int8-static-entropy); training "
+                   "recipes ('edgekit recipes': prune-structured-30, distill-half-width, ...) are tried on every "
+                   "candidate target and need --allow-training")
+    p.add_argument("--allow-training", action="store_true",
+                   help="let fit try training recipes: they train the model on the data's training split, which "
+                        "costs training time (seconds for a small CNN, minutes for a transformer; cached after)")
     _add_budget_args(p)
     p.add_argument("--fallback", action="store_true",
                    help="also pick a fallback: the fastest artifact on a different runtime that meets every budget "
@@ -207,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="reinstall steps that look installed")
 
     sub.add_parser("targets", help="list targets: backend, format, recipe, runtime, usable here?")
+    sub.add_parser("recipes", help="list recipes: what each does and the sources or targets it applies to "
+                                   "(training recipes combine with any target as TARGET@RECIPE)")
     p = sub.add_parser("graph", help="show the conversion plan and why routes were rejected")
     p.add_argument("--from", dest="src", help="source format (default: each format a source can be given in)")
     p.add_argument("--to", dest="target", help="target name (default: every target)")

@@ -74,7 +74,9 @@ def cmd_fit(args) -> int:
     from ..core.specs import default_targets
 
     names = [t.name for t in (parse_target_list(args.targets) if args.targets else default_targets("fit"))]
-    targets = expand_targets(names, [r for r in args.recipes.split(",") if r])
+    recipes = [r for r in args.recipes.split(",") if r]
+    _allow_training(recipes, args.allow_training)
+    targets = expand_targets(names, recipes)
     source, data = _load(args, need_data=True)
     device = args.device or "local"
     records = run(source, data, targets, Path(args.out), _bench_opts(args), devices=[device], progress=_progress,
@@ -114,3 +116,20 @@ def cmd_report(args) -> int:
         res = log_records(records, tracking_uri=args.tracking_uri, artifacts=list(paths.values()))
         print(f"mlflow:   {res}")
     return 0
+
+
+def _allow_training(recipes: list[str], allowed: bool) -> None:
+    """Training recipes cost training time: fit tries them only when told it may."""
+    from ..core.specs import get_recipe
+    from ..core.training import is_training
+
+    trained = [r for r in recipes if is_training(get_recipe(r))]
+    if trained and not allowed:
+        from ..core.errors import UserError
+
+        raise UserError(f"{', '.join(trained)} train the model on the data (seconds for a small CNN, minutes for a "
+                        "transformer, cached after), so fit tries them only with --allow-training.",
+                        "Add --allow-training, or leave them out of --recipes.")
+    if trained:
+        _progress(f"training recipes {', '.join(trained)}: each candidate target is tried on the changed model too; "
+                  "training costs time on the first run (cached after)")

@@ -53,7 +53,7 @@ def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
                            for s in ctx.source.inputs]}
     if edge.on_device:
         material["device"] = device_fingerprint(ctx.device)
-    if ctx.target.options and ctx.recipe is not None:
+    if ctx.target.options and ctx.recipe is not None and not edge.prepares:  # a training step serves every target
         material["options"] = ctx.target.options
     if edge.target_options:
         material["target_options"] = {k: ctx.target.options.get(k) for k in edge.target_options}
@@ -62,7 +62,7 @@ def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
         material["edge_material"] = extra
     if ctx.recipe is not None:
         material["recipe"] = repr(ctx.recipe)
-        material["io_dtype"] = ctx.target.io_dtype
+        material["io_dtype"] = None if edge.prepares else ctx.target.io_dtype
         if (ctx.recipe.needs_calibration or edge.uses_data) and ctx.data is not None:
             material["calib"] = ctx.data.calib_digest()
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -111,6 +111,10 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
             device=None, prove_artifact: bool = True) -> ConvertResult:
     """Produce ``target`` from ``source``: returns the artifact in ``out/<model>/<target>/``
     (``<target>@<device>/`` when a step of its route ran on ``device``, an open device)."""
+    from .prepare import prepare
+
+    original = source
+    source, prepared_steps, prepared = prepare(source, target, data)  # training recipes: the changed model
     the_plan = the_plan or plan(source.format, target, source=source)
     recipe = target.recipe_spec
     if recipe.needs_calibration and data is None:
@@ -123,7 +127,7 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
     attempts = []
     for route in the_plan.usable:
         art = Artifact(source.format, source.digest, source.path, source.obj)
-        steps = []
+        steps = list(prepared_steps)
         try:
             for i, edge in enumerate(route.edges):
                 last = i == route.recipe_index
@@ -152,8 +156,8 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
             attempts.append({"route": route.names, "edge": e.edge, "error": e.reason, "hint": e.hint,
                              "proof": True})
             continue
-        return _write_output(source, target, route, steps, art, attempts, the_plan, data, out_root,
-                             device if route.on_device else None, proof)
+        return _write_output(original, target, route, steps, art, attempts, the_plan, data, out_root,
+                             device if route.on_device else None, proof, prepared)
     _raise_no_route(source, target, the_plan, attempts)
 
 
@@ -182,7 +186,7 @@ def _raise_no_route(source, target, the_plan, attempts):
 
 
 def _write_output(source, target, route, steps, art: Artifact, attempts, the_plan, data, out_root,
-                  device=None, proof=None) -> ConvertResult:
+                  device=None, proof=None, prepared=()) -> ConvertResult:
     out_dir = Path(out_root) / source.name / (target.name + (f"@{device.name}" if device is not None else ""))
     name = "model" + (target.extension or Path(art.path).suffix)
     manifest = {
@@ -200,7 +204,8 @@ def _write_output(source, target, route, steps, art: Artifact, attempts, the_pla
         "artifact": name, "artifact_sha256": art.digest, "host": {"python": platform.python_version(),
                                                                    "machine": platform.machine()},
         "options": dict(target.options),
-        "proof": proof,
+        "proof": proof,  # of a prepared target: against the changed model (the conversion's own fidelity)
+        "prepared": list(prepared) or None,  # training recipes applied to the source first (core/prepare.py)
         "built_on_device": None if device is None else device_fingerprint(device),
     }
     with atomic_dir(out_dir) as tmp:

@@ -33,6 +33,11 @@ class Dataset:
     # others are concatenated along the model's own axis 0. Decided by ``check_against``.
     stacked: tuple = ()
     split: str = ""  # how the calibration and evaluation samples were told apart (said in every report)
+    # what training recipes learn from (never evaluation samples): ``train`` (+ ``train_labels``) when the
+    # data has a training split of its own, else the calibration split (+ ``calib_labels``)
+    calib_labels: np.ndarray | None = None
+    train: dict = field(default_factory=dict)
+    train_labels: np.ndarray | None = None
 
     @property
     def n_calib(self) -> int:
@@ -57,6 +62,19 @@ class Dataset:
             h.update(np.ascontiguousarray(self.calib[k]).tobytes())
         return h.hexdigest()[:16]
 
+    def training_split(self) -> tuple[dict, np.ndarray | None, str]:
+        """(inputs, labels or None, what they are) for training recipes: never evaluation samples."""
+        arrays, labels = (self.train, self.train_labels) if self.train else (self.calib, self.calib_labels)
+        what = "training split" if self.train else "calibration samples"
+        keys = sorted(set(arrays) & set(self.eval))
+        held = set(_sample_hashes(self.eval, keys)) if keys else set()
+        keep = [i for i, h in enumerate(_sample_hashes(arrays, keys)) if h not in held] if keys else None
+        if keep is not None and len(keep) < _count(arrays):  # an evaluation sample is never trained on
+            arrays = {k: v[keep] for k, v in arrays.items()}
+            labels = None if labels is None else labels[keep]
+            what += " less those that are also evaluation samples"
+        return arrays, labels, f"{_count(arrays)} samples: the {what} of '{self.name}'"
+
     def shared_samples(self) -> int:
         """How many evaluation samples also appear, value for value, among the calibration samples:
         the check behind "disjoint" (0 proves it for the data as loaded, whatever the split rule)."""
@@ -70,7 +88,8 @@ class Dataset:
         calib = {k: v[:n_calib] for k, v in self.calib.items()} if n_calib else self.calib
         ev = {k: v[:n_eval] for k, v in self.eval.items()} if n_eval else self.eval
         labels = self.labels[:n_eval] if (self.labels is not None and n_eval) else self.labels
-        return replace(self, calib=calib, eval=ev, labels=labels)
+        cl = self.calib_labels[:n_calib] if (self.calib_labels is not None and n_calib) else self.calib_labels
+        return replace(self, calib=calib, eval=ev, labels=labels, calib_labels=cl)
 
     def bench_sample(self) -> dict:
         """The first held-out sample (still with its sample axis; see ``stacked``)."""
@@ -81,7 +100,8 @@ class Dataset:
         if set(names) <= set(self.eval) or len(names) != 1 or len(self.eval) != 1:
             return self
         old = next(iter(self.eval))
-        return replace(self, calib={names[0]: self.calib[old]}, eval={names[0]: self.eval[old]})
+        train = {names[0]: self.train[old]} if old in self.train else self.train
+        return replace(self, calib={names[0]: self.calib[old]}, eval={names[0]: self.eval[old]}, train=train)
 
     def check_against(self, specs: list[TensorSpec]) -> "Dataset":
         """This data set with its layout decided for the model's inputs (``TensorSpec.layout``):
@@ -138,7 +158,7 @@ def with_calibration(data: Dataset | None, cal: Dataset, spec: str) -> Dataset:
     pooled = {k: np.concatenate([cal.calib[k], cal.eval[k]]) for k in cal.calib if k in cal.eval}
     total = _count(pooled)
     if data is None:
-        return replace(cal, calib=pooled, split=f"calibration and evaluation both from '{spec}' ({cal.split})")
+        return replace(cal, calib=pooled, calib_labels=None, split=f"calibration and evaluation both from '{spec}' ({cal.split})")
     keys = sorted(set(pooled) & set(data.eval))
     held = set(_sample_hashes(data.eval, keys)) if keys else set()
     keep = [i for i, h in enumerate(_sample_hashes(pooled, keys)) if h not in held] if keys else list(range(total))
@@ -149,7 +169,7 @@ def with_calibration(data: Dataset | None, cal: Dataset, spec: str) -> Dataset:
                         "Pass calibration data that is not the held-out evaluation data.")
     calib = {k: v[keep] for k, v in pooled.items()}
     less = f", less {dropped} that are also evaluation samples" if dropped else ""
-    return replace(data, calib=calib, split=f"calibration: the {total} samples of --calib-data '{spec}'{less}; "
+    return replace(data, calib=calib, calib_labels=None, split=f"calibration: the {total} samples of --calib-data '{spec}'{less}; "
                                             f"evaluation: the held-out samples of '{data.name}' ({data.split})")
 
 
@@ -190,7 +210,8 @@ def split_arrays(name: str, arrays: dict, labels=None, task="generic", seed: int
     rule = (f"seeded random split (seed {seed}) of the {n} samples: {100 - round(100 * EVAL_FRACTION)}% "
             f"calibration, {round(100 * EVAL_FRACTION)}% evaluation")
     return Dataset(name, {k: v[cal] for k, v in arrays.items()}, {k: v[ev] for k, v in arrays.items()},
-                   None if labels is None else np.asarray(labels)[ev], task, split=rule)
+                   None if labels is None else np.asarray(labels)[ev], task, split=rule,
+                   calib_labels=None if labels is None else np.asarray(labels)[cal])
 
 
 # ---------------------------------------------------------------- built-ins
@@ -228,19 +249,21 @@ def digits_split():
 
 
 def _digits() -> Dataset:
-    (xt, _), (xe, ye) = digits_split()
+    (xt, yt), (xe, ye) = digits_split()
     return Dataset("digits", {"x": xt[:300]}, {"x": xe}, ye, "classification",
                    split=f"scikit-learn digits, fixed seeded split: calibration from the {len(xt)}-sample training "
-                         f"part, evaluation the {len(xe)} held-out test samples")
+                         f"part, evaluation the {len(xe)} held-out test samples",
+                   calib_labels=yt[:300], train={"x": xt}, train_labels=yt)
 
 
 def _sentences() -> Dataset:
-    from .datasets.sentences import load_sentences
+    from .datasets.sentences import load_sentences, training_sentences
 
     arrays, _ = load_sentences()
     n_cal = 100
     return Dataset("sentences", {k: v[:n_cal] for k, v in arrays.items()}, {k: v[n_cal:] for k, v in arrays.items()},
-                   None, "embedding", split=f"the first {n_cal} sentences calibrate, the rest are held out")
+                   None, "embedding", split=f"the first {n_cal} sentences calibrate, the rest are held out",
+                   train=training_sentences())
 
 
 BUILTINS = {"digits": _digits, "sentences": _sentences}
@@ -285,7 +308,9 @@ def load_data(spec: str, input_specs: list[TensorSpec] | None = None) -> Dataset
                                   f"Built-ins: {', '.join(BUILTINS)}; or pass a .npz/.npy file or an image folder.")
             raise SourceNotFound(f"Data file '{spec}' does not exist.", "Check the path.")
         if path.is_dir():
-            ds = _from_images(path, input_specs)
+            from .datasets.images import from_images
+
+            ds = from_images(path, input_specs)
         elif path.suffix == ".npz":
             ds = _from_npz(path)
         elif path.suffix == ".npy":
@@ -349,7 +374,7 @@ def _from_npz(path: Path) -> Dataset:
     calib = {k[len("calib__"):]: arrays.pop(k) for k in list(arrays) if k.startswith("calib__")}
     task = "classification" if labels is not None and labels.dtype.kind in "iu" else "generic"
     if calib:
-        return Dataset(path.stem, calib, arrays, labels, task,
+        return Dataset(path.stem, calib, arrays, labels, task, calib_labels=calib.pop("labels", None),
                        split=f"explicit: the calib__ arrays of '{path.name}' calibrate, its other arrays evaluate")
     return split_arrays(path.stem, arrays, labels, task)
 
@@ -366,31 +391,3 @@ def _from_callable(spec: str) -> Dataset:
         return split_arrays(spec, {k: np.asarray(v) for k, v in result.items()}, labels,
                             "classification" if labels is not None else "generic")
     return split_arrays(spec, {"x": np.asarray(result)})
-
-
-def _from_images(folder: Path, input_specs) -> Dataset:
-    """A folder of images (optionally one subfolder per class, which gives labels)."""
-    try:
-        from PIL import Image
-    except ImportError:
-        from .errors import MissingExtra
-
-        raise MissingExtra("PIL", "images", "Reading a folder of images") from None
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
-    if not files:
-        raise DataError(f"Folder '{folder}' holds no .png/.jpg/.bmp images.")
-    spec = input_specs[0] if input_specs else None
-    shape = spec.shape if spec else (None, 3, 224, 224)
-    nchw = shape[1] in (1, 3)
-    c, h, w = (shape[1], shape[2], shape[3]) if nchw else (shape[3], shape[1], shape[2])
-    imgs = []
-    for f in files:
-        im = Image.open(f).convert("L" if c == 1 else "RGB").resize((int(w), int(h)))
-        a = np.asarray(im, dtype=np.float32) / 255.0
-        a = a[:, :, None] if a.ndim == 2 else a
-        imgs.append(a.transpose(2, 0, 1) if nchw else a)
-    classes = sorted({f.parent.name for f in files})
-    labels = np.array([classes.index(f.parent.name) for f in files]) if len(classes) > 1 else None
-    name = spec.name if spec else "x"
-    return split_arrays(folder.name, {name: np.stack(imgs)}, labels,
-                        "classification" if labels is not None else "generic")

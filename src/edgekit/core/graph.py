@@ -72,6 +72,9 @@ class Converter:
     # True: a same-format step the planner appends to every route ending in its format when the target
     # asks for it (``wanted``): it adds to a finished artifact (metadata an app reads) and applies no recipe
     finishing: ClassVar[bool] = False
+    # True: a same-format edge that applies a training recipe (``recipes``: its kinds) to the source
+    # before any route is walked (core/prepare.py); the planner never puts it on a route
+    prepares: ClassVar[bool] = False
 
     @classmethod
     def cost_for(cls, source) -> float:
@@ -240,7 +243,7 @@ def plan(source_format: str, target: Target, registry: dict | None = None, sourc
 
     def walk(fmt: str, path: list, seen: set):
         for edge in edges:
-            if edge.src != fmt:
+            if edge.src != fmt or edge.prepares:
                 continue
             if edge.is_transform():
                 if edge.dst == target.format and recipe.kind != "none":

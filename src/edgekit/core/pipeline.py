@@ -125,7 +125,8 @@ def convert_one(source, target: Target, dataset, out_root: Path, base: dict):
     an :class:`OnDevice` when the conversion must wait for the device)."""
     from .graph import plan
 
-    row = dict(base, target=target.name, format=target.format, recipe=target.recipe, runtime=target.runtime,
+    row = dict(base, target=target.name, format=target.format, recipe="+".join(target.prepare + (target.recipe,)),
+               runtime=target.runtime,
                data=dict(base["data"], **calibration_use(target, dataset)))
     usable = plan(source.format, target, source=source).usable
     if usable and (usable[0].on_device or target.foreign_to(None)):  # cross-built: proven on each device
@@ -145,6 +146,8 @@ def _converted(source, target, dataset, out_root, row: dict, device) -> tuple[di
                artifact_sha256=result.manifest["artifact_sha256"],
                route=[s["edge"] for s in result.manifest["route"]], cached=result.cached,
                convert_s=time.perf_counter() - t0, manifest=str(result.out_dir / "manifest.json"))
+    if result.manifest.get("prepared"):  # training recipes: what changed, and the source-vs-changed comparison
+        row["prepared"] = result.manifest["prepared"]
     return row, result
 
 
@@ -220,6 +223,12 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
                         rows.append(row)
                         emit(row)
                         continue
+                    unrunnable = cannot_run_on(target, device)
+                    if unrunnable:  # validated at conversion; parity waits for a device the runtime runs on
+                        row.update(unrunnable, **validation_fields(result))
+                        rows.append(row)
+                        emit(row)
+                        continue
                     progress(f"{target.name} on {name}: parity and benchmark")
                     try:
                         if session is None:  # (re)start the persistent worker: one per device, or after a crash
@@ -258,6 +267,28 @@ def measure_phase(name, converted, dataset, ref_out, ref_bench, bench, progress,
                 rows.append(row)
                 emit(row)
     return [r for r in rows if r is not None]
+
+
+def cannot_run_on(target: Target, device) -> dict | None:
+    """The record fields of a target whose runtime cannot run on ``device``'s OS at all (its
+    ``predicts_on``): status ``needs_device``, the one sentence that says why, a parity that never passed
+    and names the device it needs. None when it can run there."""
+    from ..backends import get_runtime
+
+    rt = get_runtime(target.runtime)
+    if not rt.predicts_on:
+        return None
+    info = device.describe()
+    if rt.predicts(info.os):
+        return None
+    return {"status": "needs_device", "reason": rt.only_on_text(info.os, info.arch),
+            "parity": {"passed": False, "needs": rt.needs_text(), "failures": [f"needs {rt.needs_text()}"]}}
+
+
+def validation_fields(result) -> dict:
+    """What the conversion's validation found (the proof that stands in where the runtime cannot run)."""
+    proof = (result.manifest or {}).get("proof") or {}
+    return {"validation": proof["validation"]} if proof.get("validation") else {}
 
 
 def save_records(records: list[dict], out_root: Path) -> dict:
@@ -299,13 +330,18 @@ def _suffixes(fmt: str) -> tuple:
 
 
 def manifest_target(artifact: Path) -> Target | None:
-    """The target recorded in the manifest beside an artifact, if any."""
-    from .specs import all_targets
+    """The target recorded in the manifest beside an artifact, if any: ``T@RECIPES`` with its training
+    recipes; ``T@CHOICES`` (calibration choices) as its base target ``T`` (the same runtime and tolerance)."""
+    from .errors import EdgekitError
+    from .specs import all_targets, get_target
 
     m = Path(artifact).parent / "manifest.json"
     if m.exists():
-        name = json.loads(m.read_text()).get("target")
-        return all_targets().get(name)
+        name = json.loads(m.read_text()).get("target") or ""
+        try:
+            return get_target(name)
+        except EdgekitError:
+            return all_targets().get(name.partition("@")[0])
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import time
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def prove(source, target, artifact: Path, data, edge: str, device=None) -> dict:
     if foreign:  # built for another machine: proven where it runs (parity on such a device)
         return {"proven": False, "why": f"{foreign}: the artifact was not loaded (pass --device NAME, a "
                                         f"device whose machine is {target.machine}, to prove it there)"}
+    where = device.describe() if device is not None else None
+    os_name, arch = (where.os, where.arch) if where is not None else (platform.system(), platform.machine())
+    if not rt.predicts(os_name):  # this runtime cannot run here at all: the format's validation stands in
+        return _validated(source, target, artifact, arrays, data, edge, rt, os_name, arch, device)
     if device is None and not rt.available():
         return {"proven": False, "why": f"runtime '{rt.name}' is not installed here "
                                         f"({rt.install_hint()}); the artifact was not loaded"}
@@ -105,3 +110,48 @@ def _measure(source, target, artifact, arrays, what, floor, device, data) -> dic
                         f"{what}")
         proof["hint"] = "edgekit tries the next route; a gentler recipe (or keeping layers float) may help."
     return proof
+
+
+def _validated(source, target, artifact, arrays, data, edge, rt, os_name: str, arch: str, device) -> dict:
+    """The proof where the runtime cannot run (its ``predicts_on``): the format's ``validate`` hook checks the
+    artifact against the source (input and output names, shapes and dtypes; what it holds), and the record
+    says that parity needs a device the runtime runs on. A mismatch fails the edge as a failed proof does."""
+    from ..backends import backend_of_format, get_format
+    from .artifacts import cache_root, write_json
+
+    why = rt.only_on_text(os_name, arch)
+    fmt = get_format(target.format)
+    if not fmt.validate:
+        return {"proven": False, "needs": rt.needs_text(), "why": f"{why}: the artifact was not loaded"}
+    key = _key(artifact, arrays, 0.0, rt.name + "|validate|" + target.name, device)
+    cached = cache_root() / "proofs" / f"{key}.json"
+    if cached.exists():
+        proof = json.loads(cached.read_text())
+    else:
+        t0 = time.perf_counter()
+        shapes = one_sample_shapes(source, arrays, data)
+        result = backend_of_format(target.format).hook(fmt.validate)(Path(artifact), target, list(source.inputs),
+                                                                      shapes)
+        proof = {"proven": False, "validated": bool(result.get("passed")), "needs": rt.needs_text(),
+                 "why": f"{why}; validated against the source instead, parity needs {rt.needs_text()}",
+                 "validation": result, "seconds": round(time.perf_counter() - t0, 3)}
+        write_json(cached, proof)
+    if not proof["validated"]:
+        failures = proof["validation"].get("failures") or ["it does not match the source"]
+        raise ConversionError(edge, f"the artifact does not match the source: {'; '.join(failures)}",
+                              "edgekit tries the next route; 'edgekit graph' lists them.")
+    return proof
+
+
+def one_sample_shapes(source, arrays: dict, data) -> dict:
+    """{output name: its shape for one sample} from the source run on the first sample."""
+    from ..devices import LocalDevice
+    from .reference import reference_for
+
+    stacked = data.stacked if data is not None and data.n_calib else ()
+    ref = reference_for(source, LocalDevice)
+    try:
+        out = ref.outputs({k: v[:1] for k, v in arrays.items()}, stacked)
+    finally:
+        ref.close()
+    return {name: list(a.shape[1:]) if stacked else list(a.shape) for name, a in out.items()}

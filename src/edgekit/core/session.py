@@ -113,6 +113,7 @@ class _Worker:
             text = " ".join((str(resp.get("error") or "").strip().splitlines() or ["no detail"])[0].split())
             err = RunnerError(f"the runner on {self.device.name} failed while {doing}: {text[:300].rstrip('.')}.")
             err.remote_kind = resp.get("kind")
+            err.remote_text = text.split(": ", 1)[1] if text.startswith(f"{resp.get('kind')}: ") else text
             raise err
         return resp
 
@@ -188,6 +189,8 @@ class RunnerSession:
                 raise  # a crash or a hang: the message already says so
             if kind in ("ImportError", "ModuleNotFoundError"):
                 raise self._not_installed(e, spec) from None
+            if kind == "WrongPlatform":  # the runtime's one sentence: no artifact is at fault, nothing to retry
+                raise RunnerError(e.remote_text.rstrip(".") + ".") from None
             raise RunnerError(e.message, f"'{artifact}' may be truncated or not a {spec.name} model; re-create it "
                               "with 'edgekit convert'.") from None
 

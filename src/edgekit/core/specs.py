@@ -15,13 +15,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import SpecError, UnknownName, did_you_mean
+from .training import TRAIN_KINDS, Training
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-RECIPE_KINDS = ("none", "fp16", "int8-dynamic", "int8-static", "optimize")
+RECIPE_KINDS = ("none", "fp16", "int8-dynamic", "int8-static", "optimize", "palettize")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_USES = ("run", "fit")  # commands that take a target when the user names none
 
@@ -80,13 +81,18 @@ class Recipe:
     keep_float_ops: tuple[str, ...] = ()
     # accuracy-aware: keep the most sensitive layers float (or at int16) until this is met
     budget: Budget | None = None
+    training: Training | None = None  # training recipes (core/training.py): how the model is changed
 
     def __post_init__(self):
-        _one_of("recipe kind", self.kind, RECIPE_KINDS)
+        _one_of("recipe kind", self.kind, RECIPE_KINDS + TRAIN_KINDS)
         if self.kind == "int8-static" and self.calibration is None:
             object.__setattr__(self, "calibration", Calibration())
-        if self.budget is not None and self.kind != "int8-static":
-            raise SpecError(f"recipe '{self.name}': a budget applies to int8-static recipes only.")
+        if self.kind in TRAIN_KINDS and self.training is None:
+            object.__setattr__(self, "training", Training())
+        if self.budget is not None and self.kind not in ("int8-static",) + TRAIN_KINDS:
+            raise SpecError(f"recipe '{self.name}': a budget applies to int8-static and training recipes only.")
+        if self.training is not None and self.kind not in TRAIN_KINDS:
+            raise SpecError(f"recipe '{self.name}': [training] applies to the kinds {', '.join(TRAIN_KINDS)}.")
 
     @property
     def needs_calibration(self) -> bool:
@@ -130,6 +136,7 @@ class Target:
     options: dict = field(default_factory=dict, hash=False)  # free table, validated by the format's backend
     # changes to the recipe's calibration (a target file's [calibration] table, or --calibration KEY=VALUE)
     calibration: dict = field(default_factory=dict, hash=False)
+    prepare: tuple[str, ...] = ()  # training recipes applied to the source first (TARGET@RECIPE, core/training.py)
 
     def __post_init__(self):
         from ..backends import formats, runtimes
@@ -268,14 +275,20 @@ def all_targets() -> dict[str, Target]:
     for t in targets.values():
         if t.recipe not in all_recipes():
             raise SpecError(f"target '{t.name}' names unknown recipe '{t.recipe}'.", did_you_mean(t.recipe, all_recipes()))
+        if all_recipes()[t.recipe].kind in TRAIN_KINDS:
+            raise SpecError(f"target '{t.name}': '{t.recipe}' is a training recipe.", "Name it as TARGET@RECIPE.")
     return targets
 
 
 def get_target(name: str) -> Target:
+    """A target by name; ``TARGET@RECIPE[+RECIPE]`` is the target with training recipes applied first."""
+    from .training import split_name, with_prepare
+
     targets = all_targets()
-    if name not in targets:
-        raise UnknownName(f"Unknown target '{name}'.", did_you_mean(name, targets) or "Run 'edgekit targets' to list them.")
-    return targets[name]
+    base, chain = split_name(name)
+    if base not in targets:
+        raise UnknownName(f"Unknown target '{base}'.", did_you_mean(base, targets) or "Run 'edgekit targets' to list them.")
+    return with_prepare(targets[base], chain)
 
 
 def get_recipe(name: str) -> Recipe:
@@ -363,10 +376,9 @@ def with_calibration(targets: list[Target], items: list[str]) -> list[Target]:
 
 
 def _choice_tag(key: str, value) -> str:
-    if key == "per_channel":
-        return "per-channel" if value else "per-tensor"
-    if key == "symmetric":
-        return "symmetric" if value else "asymmetric"
+    words = {"per_channel": ("per-channel", "per-tensor"), "symmetric": ("symmetric", "asymmetric")}
+    if key in words:
+        return words[key][0 if value else 1]
     if key == "method":
         return str(value)
     return f"{key.replace('_', '-')}{value:g}" if isinstance(value, float) else f"{key}{value}"

@@ -76,13 +76,18 @@ def load_suite(path: Path) -> Suite:
 
 
 def expand_targets(names, recipes) -> list:
-    """Each target, plus a variant per listed recipe of the same kind (named ``target@recipe``)."""
+    """Each target, plus a variant per listed recipe of the same kind (named ``target@recipe``), and per
+    listed training recipe (core/training.py: the target with the model changed first)."""
+    from .training import is_training
+
     out = []
     for name in names:
         t = get_target(name)
         out.append(t)
         for r in recipes:
-            if r != t.recipe and get_recipe(r).kind == t.recipe_spec.kind:
+            if is_training(get_recipe(r)):
+                out.append(get_target(f"{name}@{r}"))
+            elif r != t.recipe and get_recipe(r).kind == t.recipe_spec.kind:
                 out.append(replace(t, name=f"{t.name}@{r}", recipe=r))
     return out
 

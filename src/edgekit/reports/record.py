@@ -19,7 +19,9 @@ from .jsonobject import JsonObject, json_field
 # MLflow (the ``status_text`` tag), the gate and fit. Machine-readable places keep the raw key.
 STATUS_TEXT = {"ok": "converted", "reference": "reference", "parity_failed": "PARITY FAILED",
                "conversion_failed": "conversion failed", "run_failed": "run failed",
-               "measured": "measured (no parity check)"}  # a test harness record with a benchmark only
+               "measured": "measured (no parity check)",  # a test harness record with a benchmark only
+               # converted and validated where its runtime cannot run: parity waits for a device it runs on
+               "needs_device": "validated, not run"}
 NOISY_MARK = "⚠"  # beside a figure that rests on a noisy timing (the legend says so)
 FAILED = ("parity_failed", "conversion_failed", "run_failed")
 
@@ -63,6 +65,7 @@ class Parity(JsonObject):
     task_source: float | None = json_field()
     task_delta_points: float | None = json_field()
     synthetic: bool | None = json_field()
+    needs: str | None = json_field()  # not checked: the device it needs ("a macOS device")
 
     @property
     def worst(self) -> OutputParity | None:
@@ -207,6 +210,8 @@ class Record(JsonObject):
 
     @property
     def status_text(self) -> str:
+        if self.status == "needs_device" and self.parity and self.parity.needs:
+            return f"{status_text(self.status)}: parity needs {self.parity.needs}"
         return status_text(self.status)
 
     @property

@@ -104,7 +104,9 @@ def markdown(records: Iterable[Record | dict]) -> str:
     warn = speedup_warning(records)
     if warn:
         out += ["", f"**{warn}**"]
-    out += ["", "## Details", ""]
+    from .training import training_section
+
+    out += [""] + training_section(records) + ["## Details", ""]
     for r in records:
         out.append(f"### {r.target}")
         out += _details(r)

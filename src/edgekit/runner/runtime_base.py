@@ -12,6 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 
+class WrongPlatform(RuntimeError):
+    """This runtime cannot run on this device's OS at all (not a fault of the artifact): its message is the
+    one sentence the user sees ("X runs only on macOS (this device is Linux x86_64)")."""
+
+
 class Model:
     """A loaded artifact. Subclasses know one runtime; none knows transport."""
 

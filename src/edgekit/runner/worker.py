@@ -31,8 +31,13 @@ except ImportError:  # imported as part of edgekit (the local reference, tests) 
 PROTOCOL = 2
 
 
+SYSTEM = platform.system()  # "Linux", "Darwin" (macOS): /proc exists on Linux only
+
+
 def _status_kb(field: str) -> int | None:
     """A ``/proc/self/status`` memory figure in KB (``VmRSS``, ``VmHWM``), or None off Linux."""
+    if SYSTEM != "Linux":
+        return None
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -46,11 +51,12 @@ def _status_kb(field: str) -> int | None:
 def _reset_peak_rss() -> int:
     """Reset this process's peak-RSS mark (Linux: ``5`` > clear_refs) so that each artifact loaded
     into a persistent worker gets its own peak; return the current RSS in KB."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
+    if SYSTEM == "Linux":
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
     rss = _status_kb("VmRSS")
     return rss if rss is not None else _rss_kb()
 
@@ -64,9 +70,14 @@ def _rss_kb() -> int:
     try:
         import resource
 
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        return maxrss_kb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, SYSTEM)
     except Exception:  # pragma: no cover - non-POSIX
         return 0
+
+
+def maxrss_kb(ru_maxrss: int, system: str) -> int:
+    """``ru_maxrss`` in KB: macOS reports bytes, Linux and the BSDs kilobytes."""
+    return int(ru_maxrss) // 1024 if system == "Darwin" else int(ru_maxrss)
 
 
 def time_calls(fn, warmup: int = 10, min_runs: int = 50, min_seconds: float = 1.0,
@@ -91,8 +102,18 @@ def time_calls(fn, warmup: int = 10, min_runs: int = 50, min_seconds: float = 1.
     return {"first_s": first, "times_s": times, "warmup": warmup}
 
 
-def environment(runtime_versions: dict | None = None) -> dict:
-    cpu = platform.processor() or ""
+def _sysctl(name: str) -> str:
+    """A macOS ``sysctl -n`` value ("" where there is none)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _linux_facts() -> dict:
+    cpu, mem_kb = "", 0
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -101,15 +122,28 @@ def environment(runtime_versions: dict | None = None) -> dict:
                     break
     except OSError:
         pass
-    mem_kb = 0
     try:
         with open("/proc/meminfo") as f:
             mem_kb = int(f.readline().split()[1])
     except (OSError, ValueError, IndexError):
         pass
-    return {"os": platform.system(), "release": platform.release(), "arch": platform.machine(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "mem_total_kb": mem_kb, "python": platform.python_version(),
-            "numpy": np.__version__, "runtimes": dict(runtime_versions or {})}
+    return {"cpu": cpu, "mem_total_kb": mem_kb}
+
+
+def _darwin_facts() -> dict:
+    """macOS has no /proc: the chip ("Apple M2 Pro") and memory from sysctl, the version from the platform."""
+    mem = _sysctl("hw.memsize")
+    return {"cpu": _sysctl("machdep.cpu.brand_string"), "mem_total_kb": int(mem) // 1024 if mem.isdigit() else 0,
+            "os_version": platform.mac_ver()[0]}
+
+
+def environment(runtime_versions: dict | None = None, system: str = "") -> dict:
+    system = system or SYSTEM
+    facts = _darwin_facts() if system == "Darwin" else _linux_facts() if system == "Linux" else {}
+    facts["cpu"] = facts.get("cpu") or platform.processor() or ""
+    return {"os": system, "release": platform.release(), "arch": platform.machine(), "cpu_count": os.cpu_count(),
+            "mem_total_kb": 0, "python": platform.python_version(), "numpy": np.__version__,
+            **facts, "runtimes": dict(runtime_versions or {})}
 
 
 class Worker:

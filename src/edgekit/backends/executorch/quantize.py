@@ -14,12 +14,18 @@ from ...runner.runtime_base import sample_feed
 from . import repair as R
 
 
-def quantize(ep, src, ctx, edge: str):
-    """The exported program ``ep`` quantized and exported again."""
+def quantize(ep, src, ctx, edge: str, quantizer=None, label: str = "XNNPACK quantizer"):
+    """The exported program ``ep`` quantized and exported again. ``quantizer``: (the PT2E quantizer
+    class, its ``get_symmetric_quantization_config``) of XNNPACK's kind (default: ExecuTorch's);
+    ``label`` names it in notes and errors."""
     import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                          get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if quantizer is None:
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                              get_symmetric_quantization_config)
+    else:
+        XNNPACKQuantizer, get_symmetric_quantization_config = quantizer  # noqa: N806
 
     from .converters import _first, _quiet
 
@@ -66,7 +72,7 @@ def quantize(ep, src, ctx, edge: str):
     except ConversionError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise ConversionError(edge, f"the XNNPACK quantizer failed: {type(e).__name__}: {_first(e)}") from None
+        raise ConversionError(edge, f"the {label} failed: {type(e).__name__}: {_first(e)}") from None
     paths = {node.name: R.module_path(node) for node in float_module.graph.nodes}
     blamed = [f"{name}{' (' + paths[name] + ')' if paths.get(name) else ''}: {why}" for name, why in kept.items()]
     if best.cosine < floor:
@@ -74,7 +80,7 @@ def quantize(ep, src, ctx, edge: str):
                               f"{len(checks)} calibration samples"
                               + (f", with {len(kept)} layers kept float ({'; '.join(blamed[:4])})" if kept else ""),
                               "Use the float target, or quantize with more representative calibration data.")
-    ctx.notes.append(f"XNNPACK quantizer (PT2E), symmetric int8, "
+    ctx.notes.append(f"{label} (PT2E), symmetric int8, "
                      f"{'per channel' if recipe.calibration.per_channel else 'per tensor'}; "
                      f"{calibration_text(n, data.n_calib, recipe.calibration.samples)} (min/max)")
     if kept:

