@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from edgekit.core.lazy import available
 
 from .sshd_host import sshd_fixture
+from .cli import edgekit, records
 
 pytestmark = [pytest.mark.coreml,
               pytest.mark.skipif(not available("coremltools"), reason="needs coremltools (edgekit setup coreml)")]
@@ -27,16 +27,6 @@ TARGETS = ["coreml", "coreml-fp32", "coreml-int8", "coreml-palettized", "coreml-
 FAST = ["--min-runs", "20", "--min-seconds", "0.2", "--warmup", "2"]
 ONE_SENTENCE = "Core ML runs only on macOS (this device is Linux x86_64)"
 sshd = sshd_fixture("module")
-
-
-def edgekit(*args, env=None, timeout=1800):
-    return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})))
-
-
-def records(out: Path, model: str) -> dict:
-    rows = [json.loads(x) for x in (out / model / "results.jsonl").read_text().splitlines()]
-    return {(r["target"], r["device"]["name"]): r for r in rows}
 
 
 def test_targets_routes_and_setup():

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edgekit.core.lazy import available
+from .cli import edgekit, records
 
 pytestmark = [pytest.mark.executorch,
               pytest.mark.skipif(not available("executorch"), reason="needs ExecuTorch (edgekit setup executorch)")]
@@ -21,16 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "examples" / "digits_cnn.py") + ":build"
 MINILM = str(ROOT / "examples" / "minilm.py") + ":build"
 FAST = ["--min-runs", "20", "--min-seconds", "0.2", "--warmup", "2"]
-
-
-def edgekit(*args, env=None, timeout=1800):
-    return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})))
-
-
-def records(out: Path, model: str) -> dict:
-    rows = [json.loads(x) for x in (out / model / "results.jsonl").read_text().splitlines()]
-    return {(r["target"], r["device"]["name"]): r for r in rows}
 
 
 def is_pte(path: Path) -> bool:

@@ -19,6 +19,7 @@ import pytest
 from edgekit.backends.tfjs.browser_device import find_chromium
 from edgekit.backends.tfjs.npm import installed
 from edgekit.core.lazy import available
+from .cli import edgekit, records
 
 pytestmark = [pytest.mark.tfjs, pytest.mark.skipif(not (available("tensorflowjs") and installed()),
                                                    reason="needs tensorflowjs and the npm packages (edgekit setup tfjs)")]
@@ -29,16 +30,6 @@ MINILM = str(ROOT / "examples" / "minilm.py") + ":build"
 TARGETS = ("tfjs", "tfjs-fp16", "tfjs-uint8")
 FAST = ["--min-runs", "20", "--min-seconds", "0.2", "--warmup", "2"]
 browser = pytest.mark.skipif(find_chromium() is None, reason="needs Debian's chromium (apt-get install chromium)")
-
-
-def edgekit(*args, env=None, timeout=1800):
-    return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})))
-
-
-def records(out: Path, model: str) -> dict:
-    rows = [json.loads(x) for x in (out / model / "results.jsonl").read_text().splitlines()]
-    return {(r["target"], r["device"]["name"]): r for r in rows}
 
 
 @pytest.fixture(scope="module")

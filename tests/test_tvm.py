@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +14,12 @@ import pytest
 from edgekit.core.lazy import available
 
 from .tvm_servers import rpc_server, rpc_tracker
+from .cli import edgekit, records
 
 pytestmark = [pytest.mark.tvm, pytest.mark.skipif(not available("tvm"), reason="needs apache-tvm (edgekit setup tvm)")]
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "examples" / "digits_cnn.py") + ":build"
 FAST = ["--min-runs", "20", "--min-seconds", "0.2", "--warmup", "2"]
-
-
-def edgekit(*args, env=None, timeout=1800):
-    return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})))
-
-
-def records(out: Path, model: str) -> dict:
-    rows = [json.loads(x) for x in (out / model / "results.jsonl").read_text().splitlines()]
-    return {(r["target"], r["device"]["name"]): r for r in rows}
 
 
 def elf_machine(path: Path) -> int:

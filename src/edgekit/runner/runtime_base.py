@@ -22,12 +22,27 @@ class Model:
 
     runtime = ""
     batch_limit = None  # fixed batch size of the model's inputs, or None if dynamic
+    # what the artifact declares (``declare``): [{"name", "shape", "dtype"}] and output names, in order
+    inputs: list | None = None
+    outputs: list | None = None
+
+    def declare(self, inputs: list, outputs: list) -> None:
+        """The inputs and outputs an artifact compiled for fixed shapes declares (a module's metadata, a
+        package's spec): ``input_specs``/``output_names`` answer from them, and the first input's first
+        dimension is the batch the artifact takes."""
+        self.inputs, self.outputs = list(inputs), list(outputs)
+        first = self.inputs[0]["shape"] if self.inputs else []
+        self.batch_limit = int(first[0]) if first else None
 
     def input_specs(self) -> list:
-        raise NotImplementedError
+        if self.inputs is None:
+            raise NotImplementedError
+        return [{k: s[k] for k in ("name", "shape", "dtype") if k in s} for s in self.inputs]
 
     def output_names(self) -> list:
-        raise NotImplementedError
+        if self.outputs is None:
+            raise NotImplementedError
+        return list(self.outputs)
 
     def prepare(self, feed: dict) -> dict:
         """Cast/quantize a float/int feed to what the model takes (outside the timed path)."""

@@ -65,16 +65,7 @@ class CoreMLModel(Model):
         self.compute_units = units
         self.model = ct.models.MLModel(path, compute_units=getattr(ct.ComputeUnit, UNITS[units]))
         self.version = f"{runtime_version()}, compute units {units}"
-        self.inputs = sig["inputs"]
-        self.outputs = sig["outputs"]
-        first = self.inputs[0]["shape"] if self.inputs else []
-        self.batch_limit = int(first[0]) if first else None
-
-    def input_specs(self):
-        return [dict(s) for s in self.inputs]
-
-    def output_names(self):
-        return list(self.outputs)
+        self.declare(sig["inputs"], sig["outputs"])
 
     def prepare(self, feed):
         return {s["name"]: fixed_input(feed, s, "the package is converted") for s in self.inputs}

@@ -113,13 +113,10 @@ class ExecuTorchModel(Model):
             sig = {"inputs": [{"name": f"input_{i}", "shape": shape, "dtype": dtype}
                               for i, (shape, dtype) in enumerate(meta["inputs"])],
                    "outputs": [f"output_{i}" for i in range(meta["outputs"])]}
-        self.inputs = sig["inputs"]
-        self.outputs = list(sig["outputs"])
+        self.declare(sig["inputs"], sig["outputs"])
         if len(self.inputs) != len(meta["inputs"]):
             raise RuntimeError(f"the program's forward takes {len(meta['inputs'])} inputs; its signature names "
                                f"{len(self.inputs)}")
-        first = self.inputs[0]["shape"] if self.inputs else []
-        self.batch_limit = int(first[0]) if first else None
 
     def _meta(self) -> dict:
         """{"inputs": [(shape, dtype)], "outputs": count} of the forward method, from either runtime."""
@@ -130,12 +127,6 @@ class ExecuTorchModel(Model):
         ins = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
         return {"inputs": [(list(t.sizes()), SCALAR_TYPES.get(int(t.dtype()), "float32")) for t in ins],
                 "outputs": meta.num_outputs()}
-
-    def input_specs(self):
-        return [dict(s) for s in self.inputs]
-
-    def output_names(self):
-        return list(self.outputs)
 
     def prepare(self, feed):
         out = {}

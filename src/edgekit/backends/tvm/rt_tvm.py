@@ -97,16 +97,7 @@ class TvmModel(Model):
 
         self.vm = VirtualMachine(lib, self.dev)
         self.main = self.vm["main"]
-        self.inputs = self.meta["inputs"]
-        self.outputs = list(self.meta["outputs"])
-        first = self.inputs[0]["shape"] if self.inputs else []
-        self.batch_limit = int(first[0]) if first else None
-
-    def input_specs(self):
-        return [dict(s) for s in self.inputs]
-
-    def output_names(self):
-        return list(self.outputs)
+        self.declare(self.meta["inputs"], self.meta["outputs"])
 
     def prepare(self, feed):
         out = {}
