@@ -18,7 +18,7 @@ import numpy as np
 
 from ...core.errors import ConversionError
 from ...core.lazy import import_quietly, native_output_silenced
-from .onnx2tf import SavedModelFromOnnx
+from .onnx2tf import SavedModelFromOnnx, fixed_shapes
 
 # onnx2tf reads this file from its working folder before downloading it (for 3-channel NHWC inputs)
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -42,7 +42,7 @@ class SavedModelFromOnnxNhwc(SavedModelFromOnnx):
     keep_nchw = False
     requires = SavedModelFromOnnx.requires + (("onnxruntime", "onnx"),)
     tools = SavedModelFromOnnx.tools + ("onnxruntime",)
-    revision = 3  # 2: the base edge turns Constant nodes into initializers; 3: it fixes dynamic dims (-ois)
+    revision = 4  # 2: the base edge turns Constant nodes into initializers; 3: it fixes dynamic dims (-ois); 4: layout checked at those shapes
 
     def _prepare(self, work, model, ctx):
         # 3-channel NHWC inputs make onnx2tf fetch sample images for its own check (offline: it fails);
@@ -55,7 +55,8 @@ class SavedModelFromOnnxNhwc(SavedModelFromOnnx):
         inner_dir.mkdir()
         inner = super().convert(artifact, inner_dir, ctx)
         final = out_dir / "saved_model"
-        moved_in, moved_out = wrap_nchw(inner, final, ctx.source, Path(artifact.path), self.name(), ctx.data)
+        moved_in, moved_out = wrap_nchw(inner, final, ctx.source, Path(artifact.path), self.name(), ctx.data,
+                                        fixed_shapes(ctx))
         shutil.rmtree(inner_dir, ignore_errors=True)
         base = ctx.notes.pop() if ctx.notes else "onnx2tf"  # the base edge's note, said once
         ctx.notes.append(base.replace("onnx2tf", "onnx2tf in its NHWC layout", 1) + "; the artifact takes the "
@@ -66,10 +67,12 @@ class SavedModelFromOnnxNhwc(SavedModelFromOnnx):
         return final
 
 
-def wrap_nchw(inner: Path, final: Path, source, onnx_path: Path, edge: str, data=None) -> tuple[list, list]:
+def wrap_nchw(inner: Path, final: Path, source, onnx_path: Path, edge: str, data=None,
+              fixed: dict | None = None) -> tuple[list, list]:
     """Save at ``final`` a SavedModel that takes ``source``'s inputs and calls the NHWC one at ``inner``;
     returns the input and output names it transposes. Which outputs to transpose back is measured on
-    a calibration sample of ``data`` (random inputs without it)."""
+    a calibration sample of ``data`` (random inputs without it). ``fixed``: the input shapes onnx2tf
+    was given (``-ois``, where the source's are dynamic), which its layout is checked against."""
     tf = import_quietly("tensorflow", "tflite", "onnx2tf's NHWC route")
     with native_output_silenced():
         loaded = tf.saved_model.load(str(inner))
@@ -79,7 +82,7 @@ def wrap_nchw(inner: Path, final: Path, source, onnx_path: Path, edge: str, data
     for s in source.inputs:
         name = _find(list(sig_in), s.name, len(inputs), edge, "input")
         spec = sig_in[name]
-        perm = _input_perm(s, spec, edge)
+        perm = _input_perm(s, spec, edge, (fixed or {}).get(s.name))
         shape = [None] * len(perm)
         for j, p in enumerate(perm):
             shape[p] = spec.shape[j]
@@ -102,10 +105,11 @@ def wrap_nchw(inner: Path, final: Path, source, onnx_path: Path, edge: str, data
     return moved_in, sorted(out_perms)
 
 
-def _input_perm(spec, tf_spec, edge) -> tuple[int, ...]:
-    """onnx2tf's rule (every rank-3..5 input goes channels-last), checked against the shape it gave."""
+def _input_perm(spec, tf_spec, edge, fixed=None) -> tuple[int, ...]:
+    """onnx2tf's rule (every rank-3..5 input goes channels-last), checked against the shape it gave
+    (the source's, or ``fixed``: the shape its dynamic dims were fixed at)."""
     rank = len(spec.shape)
-    want = spec.fixed_shape()
+    want = list(fixed) if fixed else spec.fixed_shape()
     have = list(tf_spec.shape)
     for perm in (channels_last(rank), tuple(range(rank))):
         if len(have) == rank and all(h is None or h == want[p] or (i == 0 and p == 0)
