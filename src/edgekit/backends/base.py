@@ -24,7 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-OPTION_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+# "ints": a list of whole numbers, as a TOML list or a comma-separated string ("16,32,64"), parsed by its reader
+OPTION_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "ints": (str, list)}
 OS_NAMES = {"Darwin": "macOS", "Linux": "Linux", "Windows": "Windows"}  # ``uname -s`` -> its name for people
 LAUNCHERS = ("python", "node", "browser")
 

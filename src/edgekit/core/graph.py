@@ -152,6 +152,12 @@ class Converter:
         return None
 
     @classmethod
+    def refuses_options(cls, target: Target) -> str | None:
+        """Why this edge, anywhere on a route, cannot honour ``target``'s options (one it would silently
+        ignore, e.g. a shape specialisation only another route makes), or None."""
+        return None
+
+    @classmethod
     def versions(cls) -> dict:
         from importlib.metadata import PackageNotFoundError, version
 
@@ -270,6 +276,8 @@ def _route(edges: list, recipe: Recipe, target: Target, rejected: dict, source=N
         if e.name() in rejected:
             blocked = f"{e.name()} {rejected[e.name()]}"
             break
+    if blocked is None:
+        blocked = next((f"{e.name()} {r}" for e in edges if (r := e.refuses_options(target))), None)
     if blocked is None:
         last = next((e for e in reversed(edges) if not e.finishing), edges[-1])
         reason = last.refuses(recipe, target)

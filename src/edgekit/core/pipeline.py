@@ -55,9 +55,14 @@ def measure_in(session: RunnerSession, artifact: Path, runtime: str, dataset, re
         outputs = session.infer(dataset.eval, dataset.stacked)
         rec["parity"] = compare(reference, outputs, tolerance, dataset.labels, dataset.task,
                                 dataset.synthetic).to_json()
+        usage = getattr(session, "last_usage", None)
+        if usage:  # e.g. how many evaluation samples ran in each shape bucket
+            rec["parity"]["usage"] = usage
     if bench is not None:
         raw = session.bench(dataset.bench_sample(), dataset.stacked, **bench.params())
         rec["bench"] = bench_summary(raw, bench.threads)
+        if raw.get("usage"):  # what the timed sample ran in (its shape bucket)
+            rec["bench"]["usage"] = raw["usage"]
         rec["bench"]["load_ms"] = loaded["load_s"] * 1000.0
     return rec
 

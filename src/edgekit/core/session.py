@@ -138,6 +138,7 @@ class RunnerSession:
         self.remote_dir = device.push(stage_runner(self.specs), "edgekit-runner")
         self._workers: dict[tuple, _Worker] = {}
         self._current: _Worker | None = None
+        self.last_usage = None
         python = [s for s in self.specs if s.launcher == "python"]
         if python or not self.specs:  # start the Python worker now: a device that cannot run it says so at once
             self._current = self._worker(python[0] if python else None)
@@ -209,7 +210,9 @@ class RunnerSession:
         remote_in = self._push_arrays(arrays)
         head, _, name = remote_in.rpartition("/")
         remote_out = f"{head}/out-{name[3:]}"
-        self.request("running inference", op="infer", inputs=remote_in, outputs=remote_out, stacked=list(stacked))
+        resp = self.request("running inference", op="infer", inputs=remote_in, outputs=remote_out,
+                            stacked=list(stacked))
+        self.last_usage = resp.get("usage")  # what the runtime chose for these samples (shape buckets), if anything
         local_out = Path(_local_tmp()) / Path(remote_out).name
         self.device.pull(remote_out, local_out)
         with np.load(local_out) as z:

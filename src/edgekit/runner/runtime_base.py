@@ -51,6 +51,11 @@ class Model:
     def run(self, feed: dict) -> dict:
         raise NotImplementedError
 
+    def usage(self) -> dict | None:
+        """What this runtime chose for the samples prepared since the last call, then forgotten (e.g.
+        ``{"buckets": {"seq16": 80, "seq32": 20}}``: how many ran in each shape bucket); None: it chooses nothing."""
+        return None
+
     def runtime_timer(self, feed: dict, runs: int, seconds: float) -> dict | None:
         """The runtime's own timing of the same call, recorded beside edgekit's (e.g. a compiler's
         time evaluator): ``{"name": ..., "p50_ms": ..., "n": ...}``, taking about ``seconds`` for at
@@ -83,6 +88,35 @@ def fixed_input(feed: dict, spec: dict, built: str = "the artifact is built"):
     if list(a.shape) != list(spec["shape"]):
         raise ValueError(f"input '{spec['name']}' has shape {list(a.shape)}; {built} for {spec['shape']}")
     return a
+
+
+def used_length(feed: dict, full: int, axis: int = 1) -> int:
+    """How much of axis ``axis`` the feed uses: 1 + the last position where any input of length ``full`` on
+    that axis is non-zero (the pad value 0 on the right, as tokenizers pad); 0 when all are padding."""
+    used = 0
+    for a in feed.values():
+        a = np.asarray(a)
+        if a.ndim > axis and a.shape[axis] == full:
+            other = tuple(i for i in range(a.ndim) if i != axis)
+            nz = np.flatnonzero(np.any(a != 0, axis=other) if other else a != 0)
+            if len(nz):
+                used = max(used, int(nz[-1]) + 1)
+    return used
+
+
+def bucket_for(feed: dict, buckets, axis: int = 1) -> int:
+    """The smallest of ``buckets`` (increasing lengths, the last the model's full length on ``axis``) that
+    holds the feed's used length (:func:`used_length`)."""
+    used = used_length(feed, buckets[-1], axis)
+    return next(b for b in buckets if b >= used)
+
+
+def trim(feed: dict, length: int, axis: int = 1, full: int | None = None) -> dict:
+    """The feed with every input of length ``full`` on ``axis`` (default: the longest there) cut to ``length``."""
+    if full is None:
+        full = max((np.shape(a)[axis] for a in feed.values() if np.ndim(a) > axis), default=length)
+    index = (slice(None),) * axis + (slice(0, length),)
+    return {k: (a[index] if np.ndim(a) > axis and np.shape(a)[axis] == full else a) for k, a in feed.items()}
 
 
 def sample_feed(arrays: dict, i: int, stacked=()) -> dict:

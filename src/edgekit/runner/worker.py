@@ -169,15 +169,18 @@ class Worker:
         if op == "infer":
             with np.load(req["inputs"]) as z:
                 arrays = {k: z[k] for k in z.files}
+            model = self._model()
+            model.usage()  # forget what earlier requests chose
             t0 = time.perf_counter()
-            outputs = run_all(self._model(), arrays, tuple(req.get("stacked") or ()))
+            outputs = run_all(model, arrays, tuple(req.get("stacked") or ()))
             _save_npz(req["outputs"], outputs)
-            return {"seconds": time.perf_counter() - t0, "outputs": list(outputs)}
+            return _with_usage({"seconds": time.perf_counter() - t0, "outputs": list(outputs)}, model)
         if op == "bench":
             with np.load(req["inputs"]) as z:
                 arrays = {k: z[k] for k in z.files}
             model = self._model()
             stacked = tuple(req.get("stacked") or ())
+            model.usage()
             batch = 1 if stacked else (model.batch_limit or int(req.get("batch", 1)))
             feed = model.prepare({k: (v[0] if k in stacked else v[:batch]) for k, v in arrays.items()})
             result = time_calls(lambda: model.run(feed), int(req.get("warmup", 10)), int(req.get("min_runs", 50)),
@@ -187,7 +190,7 @@ class Worker:
             own = model.runtime_timer(feed, len(result["times_s"]), sum(result["times_s"]))
             if own:
                 result["runtime_timer"] = own
-            return result
+            return _with_usage(result, model)
         if op == "env":
             versions = {}
             for name, mod in (req.get("probe") or {}).items():
@@ -205,6 +208,14 @@ class Worker:
         if self.model is None:
             raise RuntimeError("no model loaded")
         return self.model
+
+
+def _with_usage(resp: dict, model: Model) -> dict:
+    """The response with what the runtime chose for its samples (shape buckets), when it chooses anything."""
+    usage = model.usage()
+    if usage:
+        resp["usage"] = usage
+    return resp
 
 
 def _save_npz(path: str, arrays: dict) -> None:

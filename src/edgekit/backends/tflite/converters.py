@@ -88,6 +88,10 @@ class TfliteFromSavedModel(Converter):
     tools = ("tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos",)
 
     @classmethod
+    def refuses_options(cls, target):
+        return _one_shape(target)
+
+    @classmethod
     def judge(cls, domain, op, target, recipe, facts):
         from .preflight import judge_tflite_converter
 
@@ -120,6 +124,10 @@ class TfliteFromKeras(Converter):
     requires = (("tensorflow", "tflite"),)
     tools = ("tensorflow|tensorflow-cpu|tensorflow-intel|tensorflow-macos", "keras")
 
+    @classmethod
+    def refuses_options(cls, target):
+        return _one_shape(target)
+
     def convert(self, artifact, out_dir, ctx):
         tf = import_quietly("tensorflow", "tflite", "The TFLite converter")
 
@@ -130,6 +138,12 @@ class TfliteFromKeras(Converter):
         if ctx.recipe is None:
             ctx.recipe = _none_recipe()
         return _tflite_convert(make, out_dir, ctx, self.name(), inputs)
+
+
+def _one_shape(target):
+    if target.option("buckets") is not None:
+        return "makes one shape (shape buckets come from litert-torch, one signature per bucket)"
+    return None
 
 
 def _none_recipe():

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from ...core.buckets import AXIS, bucketed, parse_buckets
 from ...core.errors import ConversionError
 from ...core.graph import Converter
 from ...reports.fmt import calibration_text
@@ -29,12 +30,17 @@ class TfliteFromTorch(Converter):
     io_dtypes = frozenset({"float32", "int8"})
     requires = (("torch", "torch"), ("litert_torch", "litert-torch"))
     tools = ("torch", "litert-torch", "torchao")
+    # buckets: one signature per sequence length ("seq16", "seq32", ...), the weights shared (rt_litert.py
+    # picks the smallest that holds a sample)
+    target_options = ("buckets",)
 
     @classmethod
     def refuses(cls, recipe, target):
         # PT2E static int8 always yields int8 I/O; for float I/O, only when no other route exists
         if recipe.kind == "int8-static" and target.io_dtype != "int8":
             return "gives int8 inputs/outputs under static int8 (the target asks for float32 I/O)"
+        if recipe.kind != "none" and target.option("buckets") is not None:
+            return "converts shape buckets in float only (their int8 comes from ai-edge-quantizer's dynamic range)"
         return super().refuses(recipe, target)
 
     def convert(self, artifact, out_dir, ctx):
@@ -47,11 +53,15 @@ class TfliteFromTorch(Converter):
         args, kwargs = ((), feed) if _takes_names(module, feed) else (tuple(feed.values()), {})
         path = out_dir / "model.tflite"
         recipe = ctx.recipe
+        option = ctx.target.option("buckets")
+        buckets = None if option is None else parse_buckets(option, src.inputs)
         try:
             with _quiet():
                 import litert_torch
 
-                if recipe is None or recipe.kind == "none":
+                if buckets:
+                    model = self._bucketed(litert_torch, torch, module, args, kwargs, buckets, ctx)
+                elif recipe is None or recipe.kind == "none":
                     model = litert_torch.convert(module, args, kwargs)
                 else:
                     model = self._quantized(litert_torch, torch, module, args, kwargs, ctx)
@@ -63,6 +73,22 @@ class TfliteFromTorch(Converter):
             raise ConversionError(self.name(), f"litert-torch failed: {first[:300]}") from None
         ctx.notes.append("litert-torch" + (f", PT2E {recipe.kind}" if recipe and recipe.kind != "none" else ""))
         return path
+
+    def _bucketed(self, litert_torch, torch, module, args, kwargs, buckets, ctx):
+        """One signature ``seqN`` per bucket length N: the bucketed inputs cut to N on axis 1 (litert-torch
+        keeps one copy of the weights the signatures share)."""
+        names = bucketed(ctx.source.inputs, buckets[-1])
+        index = (slice(None),) * AXIS
+        converter = None
+        for n in buckets:
+            cut_args = tuple(a[index + (slice(0, n),)] if a.dim() > AXIS and a.shape[AXIS] == buckets[-1] else a
+                             for a in args)
+            cut_kwargs = {k: (a[index + (slice(0, n),)] if k in names else a) for k, a in kwargs.items()}
+            add = litert_torch.signature if converter is None else converter.signature
+            converter = add(f"seq{n}", module, cut_args, cut_kwargs)
+        ctx.notes.append(f"shape buckets {', '.join(map(str, buckets))} on axis {AXIS} of {', '.join(names)}: "
+                         f"signatures {', '.join(f'seq{n}' for n in buckets)}, weights shared")
+        return converter.convert()
 
     def _quantized(self, litert_torch, torch, module, args, kwargs, ctx):
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config

@@ -45,6 +45,8 @@ class QuantizedTfliteFromTflite(Converter):
         unknown = sorted(set(recipe.quantize_ops) - set(TFLITE_OPS))
         if unknown:
             return f"cannot restrict int8 to operator types {', '.join(unknown)}"
+        if recipe.kind == "int8-static" and target.option("buckets") is not None:
+            return "calibrates one signature only (shape buckets take dynamic-range int8)"
         return super().refuses(recipe, target)
 
     def _quantizer(self, artifact, work, ctx):
