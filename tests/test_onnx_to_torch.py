@@ -193,6 +193,39 @@ def test_onnx_reaches_litert_torch_when_onnx2tf_cannot(name, digits_onnx, monkey
         assert p["outputs"][0]["cosine_mean"] > 0.99999
 
 
+@pytest.mark.tflite
+def test_dynamic_height_and_width_are_fixed_from_the_data(digits_onnx, monkeypatch, tmp_path):
+    """A model whose height and width are dynamic (a detector's, PP-OCR's), to a format that takes one
+    shape: the route is walked at the data's shape (8x8 here), as a user would fix it with --input, and
+    the manifest says the artifact takes only that shape. Before, onnx -> torch refused the dynamic dims."""
+    import onnx
+
+    from edgekit.backends.tflite.onnx2tf import SavedModelFromOnnx
+    from edgekit.backends.tflite.onnx2tf_nhwc import SavedModelFromOnnxNhwc
+
+    for edge in (SavedModelFromOnnx, SavedModelFromOnnxNhwc):  # the torch route alone, as on a host without onnx2tf
+        monkeypatch.setattr(edge, "unavailable", classmethod(lambda cls: "needs 'onnx2tf' (not installed here)"))
+    fixed, _, reference, _ = digits_onnx
+    model = onnx.load(str(fixed.path))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    path = tmp_path / "digits-dynamic.onnx"
+    onnx.save(model, str(path))
+    source = load_source(str(path))
+    assert list(source.inputs[0].shape[2:]) == ["height", "width"]
+    data = load_data("digits", source.inputs)
+    target = get_target("tflite")
+    m = convert(source, target, data, tmp_path / "out").manifest
+    assert [s["edge"] for s in m["route"]] == ["TorchFromOnnx", "TfliteFromTorch"]
+    assert m["inputs_fixed_from_data"] == {"x": [1, 1, 8, 8]}
+    assert m["source"]["inputs"][0]["shape"][2:] == ["height", "width"]  # the source as it is
+    rec = measure(tmp_path / "out" / "digits-dynamic" / "tflite" / "model.tflite", target.runtime, data, reference,
+                  target.tolerance, bench=None)
+    assert rec["parity"]["passed"] and rec["parity"]["outputs"][0]["cosine_mean"] > 0.99999
+    # a format that takes any shape keeps the dynamic dims
+    assert convert(source, get_target("onnx"), data, tmp_path / "out").manifest["inputs_fixed_from_data"] is None
+
+
 def _installed_file(dist: str, rel: str):
     import importlib.metadata
 

@@ -40,6 +40,9 @@ class FormatSpec:
     folder_marker: str = ""  # a folder holding this file is of this format ("saved_model.pb")
     callable_specs: bool = False  # "file.py:fn" / "pkg.module:fn" sources build a model of this format
     live: bool = False  # held as a Python object while converting (no file of its own)
+    # an artifact of this format takes one shape per input: a source's dynamic dimensions past the batch are
+    # fixed at the data's shapes before its route is walked (core/shapes.py)
+    static_shapes: bool = False
     loader: str = ""  # "module:function"(spec: str, path: Path | None, input_specs) -> Source
     # live formats: "module:function"(path) -> the object, for a file an edge wrote (the next edge gets it as obj)
     opener: str = ""

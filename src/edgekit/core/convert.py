@@ -112,9 +112,11 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
     """Produce ``target`` from ``source``: returns the artifact in ``out/<model>/<target>/``
     (``<target>@<device>/`` when a step of its route ran on ``device``, an open device)."""
     from .prepare import prepare
+    from .shapes import fixed_from_data
 
     original = source
     source, prepared_steps, prepared = prepare(source, target, data)  # training recipes: the changed model
+    source = fixed_from_data(source, target, data)  # one shape for a static-shape format, from the data
     the_plan = the_plan or plan(source.format, target, source=source)
     recipe = target.recipe_spec
     if recipe.needs_calibration and data is None:
@@ -157,7 +159,7 @@ def convert(source, target: Target, data=None, out_root: Path = Path("out"), the
                              "proof": True})
             continue
         return _write_output(original, target, route, steps, art, attempts, the_plan, data, out_root,
-                             device if route.on_device else None, proof, prepared)
+                             device if route.on_device else None, proof, prepared, source.shapes_from_data)
     _raise_no_route(source, target, the_plan, attempts)
 
 
@@ -186,7 +188,7 @@ def _raise_no_route(source, target, the_plan, attempts):
 
 
 def _write_output(source, target, route, steps, art: Artifact, attempts, the_plan, data, out_root,
-                  device=None, proof=None, prepared=()) -> ConvertResult:
+                  device=None, proof=None, prepared=(), shapes_from_data=None) -> ConvertResult:
     out_dir = Path(out_root) / source.name / (target.name + (f"@{device.name}" if device is not None else ""))
     name = "model" + (target.extension or Path(art.path).suffix)
     manifest = {
@@ -204,6 +206,8 @@ def _write_output(source, target, route, steps, art: Artifact, attempts, the_pla
         "artifact": name, "artifact_sha256": art.digest, "host": {"python": platform.python_version(),
                                                                    "machine": platform.machine()},
         "options": dict(target.options),
+        # the source's dynamic dimensions, fixed at the data's shapes: the artifact takes only these
+        "inputs_fixed_from_data": {k: list(v) for k, v in (shapes_from_data or {}).items()} or None,
         "proof": proof,  # of a prepared target: against the changed model (the conversion's own fidelity)
         "prepared": list(prepared) or None,  # training recipes applied to the source first (core/prepare.py)
         "built_on_device": None if device is None else device_fingerprint(device),

@@ -34,6 +34,8 @@ class Source:
     obj: Any = None  # the live object of formats held in memory (a framework's model)
     example: dict = field(default_factory=dict)  # name -> numpy example input (batch 1)
     size_bytes: int | None = None  # what a deployment of the source would carry (file size, or weights)
+    # inputs whose dynamic dimensions were fixed at the data's shapes (core/shapes.py): name -> shape
+    shapes_from_data: dict = field(default_factory=dict)
 
     def examples(self) -> dict:
         """An example (batch 1) for every input: the source's own, else zeros at the input's fixed shape."""

@@ -138,24 +138,13 @@ def scope_safe_names(model) -> int:
 
 
 def fixed_shapes(ctx) -> dict[str, tuple[int, ...]]:
-    """Every input's shape as one sample of the data gives it, when some input has a dynamic dimension
-    past its first (a dynamic batch alone converts as it is); {} without data or without such an input.
-    onnx2tf then converts a model fixed at those shapes, which some graphs need (PP-OCR, YOLO exports)."""
-    data = getattr(ctx, "data", None)
-    specs = ctx.source.inputs
-    if data is None or not any(any(not isinstance(d, int) or d < 0 for d in s.shape[1:]) for s in specs):
-        return {}
-    split = data.calib if data.n_calib else data.eval
-    if not all(s.name in split and len(split[s.name]) for s in specs):
-        return {}
-    out = {}
-    for s in specs:
-        a = split[s.name]
-        shape = a.shape[1:] if s.name in data.stacked else (1, *a.shape[1:])
-        if len(shape) != len(s.shape):
-            return {}
-        out[s.name] = tuple(int(d) for d in shape)
-    return out
+    """Every input's shape as one sample of the data gives it, where the ONNX file keeps dynamic
+    dimensions past the batch (core/shapes.py: fixed once for the route, or found here); {} otherwise.
+    onnx2tf then converts a model fixed at those shapes (``-ois``), which some graphs need (PP-OCR,
+    YOLO exports)."""
+    from ...core.shapes import data_shapes
+
+    return dict(ctx.source.shapes_from_data) or data_shapes(ctx.source.inputs, getattr(ctx, "data", None))
 
 
 def _last_error(text: str) -> str:
