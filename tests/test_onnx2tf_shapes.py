@@ -49,6 +49,9 @@ def test_dynamic_dims_past_the_first_are_fixed_at_a_sample_shape():
     # a dynamic batch alone converts as it is; without data nothing is fixed
     assert fixed_shapes(_ctx([TensorSpec("x", (None, 3, 8, 8))], {"x": np.zeros((4, 3, 8, 8), np.float32)})) == {}
     assert fixed_shapes(SimpleNamespace(source=SimpleNamespace(inputs=[image]), data=None)) == {}
+    # a source already fixed for the route (core/shapes.py): onnx2tf is told the same shapes (its file is dynamic)
+    fixed = SimpleNamespace(inputs=[TensorSpec("x", (1, 3, 48, 192))], shapes_from_data={"x": (1, 3, 48, 192)})
+    assert fixed_shapes(SimpleNamespace(source=fixed, data=None)) == {"x": (1, 3, 48, 192)}
 
 
 def test_the_fixed_shapes_key_the_cached_step():

@@ -144,7 +144,8 @@ def fixed_shapes(ctx) -> dict[str, tuple[int, ...]]:
     YOLO exports)."""
     from ...core.shapes import data_shapes
 
-    return dict(ctx.source.shapes_from_data) or data_shapes(ctx.source.inputs, getattr(ctx, "data", None))
+    fixed = getattr(ctx.source, "shapes_from_data", None)
+    return dict(fixed) if fixed else data_shapes(ctx.source.inputs, getattr(ctx, "data", None))
 
 
 def _last_error(text: str) -> str:
