@@ -1,0 +1,71 @@
+"""Attention-head pruning (issue 16, prune-heads): heads ranked by their effect on the output are
+cut out of the query/key/value and output projections, then the model is fine-tuned against the
+unpruned one. A tiny randomly initialised BERT (tests/models/tiny_bert.py, no download) in the default
+suite; all-MiniLM-L6-v2 on sentences is slow-marked."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("onnxruntime")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from edgekit.core.sources import load_source
+
+    return load_source(str(ROOT / "tests" / "models" / "tiny_bert.py") + ":build")
+
+
+def _sentences(n: int, seed: int, seq: int = 16, vocab: int = 100) -> dict:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, vocab, (n, seq)).astype(np.int64)
+    mask = np.ones((n, seq), np.int64)
+    for i, length in enumerate(rng.integers(4, seq + 1, n)):
+        ids[i, length:], mask[i, length:] = 0, 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    from edgekit.core.data import Dataset
+
+    return Dataset("random-tokens", calib=_sentences(64, 1), eval=_sentences(32, 2), task="embedding",
+                   train=_sentences(200, 3))
+
+
+def test_heads_are_cut_out_and_the_model_still_runs_and_exports(tiny, tiny_data, tmp_path):
+    from edgekit.backends.torch.heads import find_attention
+    from edgekit.core.convert import convert
+    from edgekit.core.pipeline import measure
+    from edgekit.core.specs import get_target
+
+    from edgekit.backends.torch.reference import TorchReference
+
+    res = convert(tiny, get_target("onnx@prune-heads-25"), tiny_data, tmp_path)
+    prep = res.manifest["prepared"][0]
+    assert prep["edge"] == "PruneHeads" and prep["loss"] == "cosine"
+    assert prep["heads_before"] == 8 and prep["heads_after"] == 6  # 25% of 2 x 4 heads
+    assert all(layer["kept"] >= 1 for layer in prep["layers"])
+    assert len(prep["head_importance"]) == 2 and all(len(r) == 4 for r in prep["head_importance"])
+    # physically removed: 2 heads of 8 dims x (q, k, v rows + output columns) x 32, plus q/k/v biases
+    assert prep["parameters_before"] - prep["parameters_after"] == 2 * 8 * (4 * 32 + 3)
+    # the exported graph carries the narrower projections (kept heads x 8 dims beside the hidden 32)
+    import onnx
+
+    dims = [list(i.dims) for i in onnx.load(str(res.artifact)).graph.initializer]
+    for layer in prep["layers"]:
+        if layer["kept"] < 4:
+            assert sorted([32, 8 * layer["kept"]]) in [sorted(d) for d in dims], (layer, dims)
+    plain = convert(tiny, get_target("onnx"), tiny_data, tmp_path)
+    assert res.manifest["size_bytes"] < plain.manifest["size_bytes"]
+    ref = TorchReference(tiny).outputs(tiny_data.eval)
+    rec = measure(res.artifact, res.target.runtime, tiny_data, ref, res.target.tolerance, bench=None)
+    assert rec["parity"]["outputs"][0]["cosine_mean"] > 0.5
+    assert min(res.manifest["proof"]["cosine"].values()) > 0.999  # the ONNX artifact matches the pruned model
