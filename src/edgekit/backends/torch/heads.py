@@ -176,6 +176,11 @@ def shrink_heads(teacher, example: tuple, arrays: dict, source, settings) -> tup
     batch = [torch, arrays, names, idx, {s.name: s.dtype for s in source.inputs}]
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
+    from ...core.terminal import say
+
+    heads = sum(_heads(a) for _, a, _ in find_attention(model))
+    say(f"[edgekit] {EDGE}: measuring each of {heads} attention heads' effect on the output "
+        f"({heads + 1} passes over {len(idx)} training samples)")
     try:
         scores, neurons = importance(model, batch, settings.ffn_amount > 0)
     finally:
