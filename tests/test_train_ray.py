@@ -47,3 +47,28 @@ def test_structured_pruning_as_a_ray_task_matches_this_host(digits_source, digit
     acc = [measure(r.artifact, r.target.runtime, digits_data, digits_reference, r.target.tolerance,
                    bench=None)["parity"]["task_value"] for r in (here, there)]
     assert acc[0] == acc[1] > 0.9, acc
+
+
+def test_head_pruning_of_a_tiny_bert_as_a_ray_task(local_ray, tmp_path, monkeypatch, edgekit_cache):
+    """The same as a quick default-suite check: a tiny random BERT (tests/models/tiny_bert.py), its heads
+    pruned and fine-tuned in a Ray worker, equals the model trained on this host, parameter for parameter."""
+    from pathlib import Path
+
+    pytest.importorskip("transformers")
+    from edgekit.core.prepare import prepare
+    from edgekit.core.remote import training_workers
+    from edgekit.core.sources import load_source
+    from edgekit.core.specs import get_target
+
+    from .test_prune_heads import tiny_dataset
+
+    source = load_source(str(Path(__file__).parent / "models" / "tiny_bert.py") + ":build")
+    data, target = tiny_dataset(), get_target("onnx@prune-heads-25")
+    here = prepare(source, target, data)
+    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path / "cache"))
+    with training_workers("ray"):
+        there = prepare(source, target, data)
+    assert not there[1][0].cached and any("Ray task" in n for n in there[1][0].notes)
+    assert there[2][0]["heads_after"] == here[2][0]["heads_after"] == 6
+    a, b = here[0].obj.state_dict(), there[0].obj.state_dict()  # each opened from its torch.export file
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
