@@ -1,6 +1,7 @@
 """Where training steps run: on this host (default) or as Ray tasks (``--workers ray``).
 
-A Ray task gets no live model: it loads the source again from its spec (and checks its digest), or,
+A Ray task gets no live model: it loads the source again from its spec, from the driver's folder
+(and checks its digest), or,
 for a later recipe of a chain, opens the previous step's file sent as bytes. It runs the training
 edge into a scratch folder of its own and returns that folder's files as bytes (the ``torch.export``
 program and ``training.json``), written here into the step's cache entry: nothing is unpickled into a
@@ -46,17 +47,19 @@ def ensure_ray(log_to_driver: bool = False):
     return ray
 
 
-def _spec_for_worker(spec: str) -> str:
-    """A ``file.py:fn`` or file spec made absolute (a Ray worker may start in another folder)."""
-    head, sep, tail = spec.rpartition(":")
-    if sep and head.endswith(".py") and Path(head).exists():
-        return f"{Path(head).resolve()}:{tail}"
-    return str(Path(spec).resolve()) if Path(spec).exists() else spec
+def _train_task(*args) -> dict:
+    """Runs in a Ray worker: one training edge, its output folder returned as bytes (an edgekit error as
+    its one line: Ray cannot send edgekit's exceptions back)."""
+    from .errors import EdgekitError
+
+    try:
+        return _train(*args)
+    except EdgekitError as e:
+        return {"error": e.one_line()}
 
 
-def _train_task(edge_name: str, source_spec: str, inputs: list, source_digest: str, input_file: bytes | None,
-                input_name: str, art_format: str, art_digest: str, target, recipe, data, cache: str) -> dict:
-    """Runs in a Ray worker: one training edge, its output folder returned as bytes."""
+def _train(edge_name: str, source_spec: str, inputs: list, source_digest: str, input_file: bytes | None,
+           input_name: str, art_format: str, art_digest: str, target, recipe, data, cache: str, cwd: str) -> dict:
     import dataclasses
     import tempfile
 
@@ -68,7 +71,13 @@ def _train_task(edge_name: str, source_spec: str, inputs: list, source_digest: s
     from .sources import load_source
 
     edge = load_converters()[edge_name]
-    source = load_source(source_spec, inputs)
+    here = os.getcwd()
+    try:  # the spec as the user gave it, from the driver's folder where it exists (its digest names it)
+        if Path(cwd).is_dir():
+            os.chdir(cwd)
+        source = load_source(source_spec, inputs)
+    finally:
+        os.chdir(here)
     if source.digest != source_digest:
         raise ConversionError(edge_name, f"the Ray worker loaded '{source_spec}' with other contents than here.",
                               "Make the same model file (and weights) reachable from the Ray workers.")
@@ -99,9 +108,15 @@ def ray_runner(edge, source, artifact, input_path: Path | None):
             "worker's log)")
         blob = Path(input_path).read_bytes() if input_path is not None else None
         task = ray.remote(_train_task)
-        result = ray.get(task.remote(edge.name(), _spec_for_worker(source.spec), list(source.inputs), source.digest,
+        result = ray.get(task.remote(edge.name(), source.spec, list(source.inputs), source.digest,
                                      blob, Path(input_path).name if input_path else "", art.format, art.digest,
-                                     ctx.target, ctx.recipe, ctx.data, os.environ.get("EDGEKIT_CACHE", "")))
+                                     ctx.target, ctx.recipe, ctx.data, os.environ.get("EDGEKIT_CACHE", ""),
+                                     os.getcwd()))
+        if "error" in result:
+            from .errors import ConversionError
+
+            raise ConversionError(edge.name(), f"the Ray task failed: {result['error']}",
+                                  "Rerun without --workers ray to train on this host.")
         for rel, content in result["files"].items():
             dest = Path(out_dir) / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
