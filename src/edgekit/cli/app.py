@@ -25,7 +25,11 @@ def main(argv=None) -> int:
 
     capture(args.cmd)
     try:
-        return _command(args.cmd)(args)
+        from ..core.remote import training_workers
+
+        # sweep reads --workers itself; elsewhere it says where training recipes run
+        with training_workers(getattr(args, "workers", "local") if args.cmd != "sweep" else "local"):
+            return _command(args.cmd)(args)
     except EdgekitError as e:
         log = log_path() if e.exit_code != 2 else None  # a user error needs no framework log
         say(f"edgekit: error: {e.one_line()}" + (f" (framework output: {log})" if log else ""))

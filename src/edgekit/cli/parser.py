@@ -53,6 +53,12 @@ def _add_device_args(p, many=False):
                    help="wait this long for a device another run holds (default: fail at once)")
 
 
+def _add_workers_arg(p):
+    p.add_argument("--workers", choices=["local", "ray"], default="local",
+                   help="where training recipes (TARGET@RECIPE) run: this host (default), or as Ray tasks "
+                        "(RAY_ADDRESS joins a cluster, else a local one)")
+
+
 def _add_bench_args(p):
     p.add_argument("--threads", type=int, default=1, help="runtime threads (default 1: comparable across devices)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs before timing (default 10)")
@@ -74,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_option_args(p)
     _add_device_args(p)
+    _add_workers_arg(p)
 
     p = sub.add_parser("run", help="convert to several targets, check parity, benchmark, report")
     p.add_argument("model", help=MODEL_HELP)
@@ -89,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_option_args(p)
     _add_bench_args(p)
     _add_device_args(p, many=True)
+    _add_workers_arg(p)
 
     p = sub.add_parser("parity", help="compare an artifact's outputs with the source model's")
     p.add_argument("artifact", help="the converted model (a file or folder edgekit wrote)")
@@ -181,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_bench_args(p)
     _add_device_args(p)
+    _add_workers_arg(p)
 
     p = sub.add_parser("diagnose", help="where int8 loses accuracy: every layer's error against the float model, "
                                         "the worst layers, and what keeping each float buys back")

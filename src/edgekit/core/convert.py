@@ -68,7 +68,8 @@ def step_key(edge, artifact: Artifact, ctx: ConvertContext) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _Step]:
+def run_edge(edge, artifact: Artifact, ctx: ConvertContext, runner=None) -> tuple[Artifact, _Step]:
+    """Run ``edge`` (or ``runner``, a stand-in for its ``convert`` that runs it elsewhere) unless cached."""
     if edge.on_device and ctx.device is None:
         raise ConversionError(edge.name(), "runs on the device that will run the artifact, and no device was given.",
                               "Pass --device NAME (a device from devices.toml, or local).")
@@ -82,7 +83,7 @@ def run_edge(edge, artifact: Artifact, ctx: ConvertContext) -> tuple[Artifact, _
     t0 = time.perf_counter()
     with atomic_dir(entry) as tmp:
         ctx.notes = []
-        produced = edge().convert(artifact, tmp, ctx)
+        produced = (runner or edge().convert)(artifact, tmp, ctx)
         seconds = time.perf_counter() - t0
         versions = edge.versions()
         # outputs are named by their content: the same model reached by another route (or given as a

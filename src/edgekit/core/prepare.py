@@ -3,6 +3,8 @@ route is walked: each is a same-format step of the graph (an edge that ``prepare
 cached like every step (keyed by its input model, the recipe's settings and the training data),
 and the changed model becomes the source the target's route converts.
 
+With ``--workers ray`` each step runs as a Ray task (core/remote.py).
+
 Each step leaves ``training.json`` beside the model it wrote: what was changed and how training
 went (parameters before and after, epochs, losses, the source-vs-changed comparison on the
 training data's validation part). The manifest and the records carry it as ``prepared``.
@@ -37,6 +39,7 @@ def prepare(source, target, data) -> tuple[object, list, list[dict]]:
         return source, [], []
     from .convert import run_edge
     from .graph import Artifact, ConvertContext
+    from .remote import current_workers, ray_runner
     from .specs import get_recipe
 
     if data is None:
@@ -50,7 +53,10 @@ def prepare(source, target, data) -> tuple[object, list, list[dict]]:
         missing = edge.missing()
         if missing:
             raise MissingExtra(missing[0], missing[1], f"Training recipe '{name}'")
-        art, step = run_edge(edge, art, ConvertContext(target, recipe, current, data))
+        runner = None
+        if current_workers() == "ray":  # --workers ray: the training runs as a Ray task (core/remote.py)
+            runner = ray_runner(edge, source, art, art.path if i else None)
+        art, step = run_edge(edge, art, ConvertContext(target, recipe, current, data), runner)
         steps.append(step)
         summary = json.loads((Path(art.path).parent / SUMMARY).read_text())
         summaries.append({"recipe": name, "kind": recipe.kind, "edge": edge.name(), "cached": step.cached,

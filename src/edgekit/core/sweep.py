@@ -10,7 +10,6 @@ measurement is appended to ``<out>/results.jsonl`` at once; a rerun skips what i
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -223,12 +222,9 @@ def run_sweep(suite: Suite, workers: str = "local") -> dict:
 
 def _map_convert(args, workers: str, n: int):
     if workers == "ray":
-        import ray
+        from .remote import ensure_ray
 
-        if not ray.is_initialized():
-            # RAY_ADDRESS joins an existing cluster; otherwise a local instance, kept on loopback
-            kw = {} if os.environ.get("RAY_ADDRESS") else {"_node_ip_address": "127.0.0.1"}
-            ray.init(include_dashboard=False, log_to_driver=False, **kw)
+        ray = ensure_ray()  # RAY_ADDRESS joins an existing cluster; otherwise a local instance, on loopback
         task = ray.remote(_convert_job)
         return ray.get([task.remote(*a) for a in args])
     if n <= 1:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import SpecError
 
-TRAIN_KINDS = ("prune-structured", "prune-magnitude", "distill")
+TRAIN_KINDS = ("prune-structured", "prune-magnitude", "prune-heads", "distill")
 LOSSES = ("auto", "labels", "kl", "mse", "cosine")
 
 
@@ -23,7 +23,8 @@ LOSSES = ("auto", "labels", "kl", "mse", "cosine")
 class Training:
     """How a training recipe changes and trains the model (every setting keys its cached step)."""
 
-    amount: float = 0.3  # pruning: the share of channels (structured) or weights (magnitude) removed
+    amount: float = 0.3  # pruning: the share of channels (structured), weights (magnitude) or attention heads removed
+    ffn_amount: float = 0.0  # prune-heads: also the share of every feed-forward part's neurons removed
     width: float = 1.0  # distill: the student's width as a share of the teacher's channels (1.0: same width)
     # structured pruning / width: kept channel counts are rounded to a multiple of this (CPU kernels run
     # channels in SIMD blocks of 8 or 16: other counts can make a smaller model slower, measured in ORT)
@@ -42,8 +43,9 @@ class Training:
     threads: int = 1  # torch threads while training (a fixed count keeps it reproducible)
 
     def __post_init__(self):
-        if not 0.0 <= self.amount < 1.0:
-            raise SpecError(f"training.amount must be in [0, 1), got {self.amount}.")
+        for name in ("amount", "ffn_amount"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise SpecError(f"training.{name} must be in [0, 1), got {getattr(self, name)}.")
         if not 0.0 < self.width <= 1.0:
             raise SpecError(f"training.width must be in (0, 1], got {self.width}.")
         if self.loss not in LOSSES:
