@@ -31,7 +31,43 @@ def _quantizer():
         warnings.simplefilter("ignore")
         from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
 
-        return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+    class Quantizer(XNNPACKQuantizer):
+        def transform_for_annotation(self, model):
+            return _scalars_to_attrs(model)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+
+
+def _scalars_to_attrs(model):
+    """The quantizer's own pass (scalar operands of add/mul become tensors it can observe), for float
+    additions only: torchao 0.18 makes every scalar a float tensor, and an integer position index
+    (``arange(64) + 0`` in a BERT attention mask) turned float breaks the model (IndexError)."""
+    import torch
+
+    n_const = 0
+    for node in list(model.graph.nodes):
+        val = node.meta.get("val")
+        if (node.op != "call_function" or node.target not in (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor)
+                or not isinstance(val, torch.Tensor) or not val.dtype.is_floating_point):
+            continue
+        args = []
+        for a in node.args:
+            if isinstance(a, torch.fx.Node):
+                args.append(a)
+                continue
+            while hasattr(model, f"_qat_scalar_{n_const}"):
+                n_const += 1
+            name, value = f"_qat_scalar_{n_const}", torch.tensor(float(a))
+            model.register_buffer(name, value)
+            with model.graph.inserting_before(node):
+                attr = model.graph.create_node("get_attr", name, (), {})
+                attr.meta["val"] = val.fake_mode.from_tensor(value, static_shapes=True)
+            args.append(attr)
+        node.args = tuple(args)
+    model.recompile()
+    return model
 
 
 def prepare_fake_quant(teacher, example: tuple):
@@ -61,7 +97,23 @@ def prepare_fake_quant(teacher, example: tuple):
         logging.getLogger("torchao").setLevel(level)
     allow_exported_model_train_eval(graph)  # .train()/.eval() switch dropout (and batch norm) in the graph
     weights, acts = fake_quantized(graph)
+    for node in graph.graph.nodes:
+        arg = node.args[0] if node.op == "call_module" and node.args else None
+        if str(node.target).startswith("activation_post_process") and getattr(arg, "op", None) != "get_attr":
+            graph.get_submodule(node.target).register_forward_pre_hook(_keep_huge_float)
     return graph, {"mechanism": MECHANISM, "weights_quantized": sorted(weights), "activation_quantizers": acts}
+
+
+HUGE = 1e6  # an activation beyond this is a constant, not a value (an additive mask's -3.4e38)
+
+
+def _keep_huge_float(module, args):
+    """An activation holding a huge constant (an attention mask's "minus infinity") stays float: one
+    int8 scale over it would crush every real value (what ``edgekit diagnose`` lists as never to quantize)."""
+    x = args[0]
+    if module.fake_quant_enabled[0] and bool((x.detach().abs() > HUGE).any()):
+        module.disable_fake_quant()
+        module.disable_observer()
 
 
 def fake_quantized(graph) -> tuple[dict, int]:
