@@ -149,16 +149,15 @@ def fold(graph, teacher) -> tuple[object, dict]:
     trained = graph.state_dict()
     model = copy.deepcopy(teacher).eval()
     state = model.state_dict()
-    missing = [k for k in state if k not in trained]
-    if missing:
+    unused = [k for k in state if k not in trained]  # torch.export drops what the outputs never read
+    if len(unused) == len(state) or any(k not in state for k in weights):
         from ...core.errors import ConversionError
 
-        raise ConversionError("QuantAwareTraining", f"the trained graph has no '{missing[0]}' of the source "
-                              f"({len(missing)} of {len(state)} tensors unmatched).",
+        raise ConversionError("QuantAwareTraining", "the trained graph's tensors do not carry the source's names.",
                               "Report it: the source's parameters did not keep their names through torch.export.")
     moved = 0.0
     with torch.no_grad():
-        for key in state:
+        for key in [k for k in state if k in trained]:
             value = trained[key].detach().clone()
             if key in weights:
                 fq = weights[key]
@@ -167,7 +166,8 @@ def fold(graph, teacher) -> tuple[object, dict]:
                 value = snapped
             state[key] = value
     model.load_state_dict(state)
-    return model, {"weights_snapped": len(weights), "snap_max_relative_change": round(moved, 6)}
+    return model, {"weights_snapped": len(weights), "snap_max_relative_change": round(moved, 6),
+                   "unused_kept": unused}
 
 
 class QuantAwareTraining(_TrainingEdge):
