@@ -119,12 +119,14 @@ def _keep_huge_float(module, args):
 def fake_quantized(graph) -> tuple[dict, int]:
     """({weight name: its fake-quant module}, the number of activation fake-quant points)."""
     weights, acts = {}, 0
+    params = {name for name, _ in graph.named_parameters()}  # not the scalar operands made tensors
     for node in graph.graph.nodes:
         if node.op != "call_module" or not str(node.target).startswith("activation_post_process"):
             continue
         arg = node.args[0] if node.args else None
         if getattr(arg, "op", None) == "get_attr":
-            weights[str(arg.target)] = graph.get_submodule(node.target)
+            if str(arg.target) in params:
+                weights[str(arg.target)] = graph.get_submodule(node.target)
         else:
             acts += 1
     return weights, acts
