@@ -13,7 +13,7 @@ pytest.importorskip("torchao")
 pytest.importorskip("onnxruntime")
 
 QAT_BOUND = 0.5  # points of the source's accuracy the int8 artifact of the QAT model may lose (issue 16)
-MINILM_QAT_FLOOR = 0.0  # set from the measured figure
+MINILM_QAT_FLOOR = 0.97  # measured 0.9819 (plain onnx-int8 0.9875) on the 220 held-out sentences
 
 
 def _parity(result, data, reference):
