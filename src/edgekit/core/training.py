@@ -1,5 +1,5 @@
-"""Training recipes: the recipes that change the model itself (pruning, distillation) before it is
-converted. They are recipe files like the others (``kind`` one of :data:`TRAIN_KINDS`, a
+"""Training recipes: the recipes that change the model itself (pruning, distillation, quantization-aware
+training) before it is converted. They are recipe files like the others (``kind`` one of :data:`TRAIN_KINDS`, a
 ``[training]`` table of settings, a ``[budget]`` for what the changed model must keep against the
 source) and are applied by same-format edges of the source's format that declare ``prepares``.
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import SpecError
 
-TRAIN_KINDS = ("prune-structured", "prune-magnitude", "prune-heads", "distill")
+TRAIN_KINDS = ("prune-structured", "prune-magnitude", "prune-heads", "distill", "qat")
 LOSSES = ("auto", "labels", "kl", "mse", "cosine")
 
 
