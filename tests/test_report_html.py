@@ -364,3 +364,26 @@ def test_html_legend_and_noisy_speed_ups():
     assert "a tenth of the runs are 45%+ faster than the median" in page
     results = re.search(r'<table class="results">(.*?)</table>', page, re.S).group(1)
     assert "<th class=\"num\">accuracy (Δ pts)</th>" in results and ">worst cosine<" in results
+
+
+def test_training_recipes_are_series_of_their_own():
+    """One device and training recipes in the run: each recipe is a series (a colour and a Pareto front of
+    its own), so the report shows accuracy vs latency vs size with the recipe as the series."""
+    recs = [r for r in _records() if r["model"] == "digits_cnn" and (r.get("device") or {}).get("name") == "local"]
+    pruned = []
+    for r in recs:
+        if r["target"] in ("onnx", "tflite"):
+            p = copy.deepcopy(r)
+            p["target"] = r["target"] + "@prune-structured-30"
+            p["size_bytes"] = r["size_bytes"] // 2
+            p["bench"] = _bench(r["bench"]["p50_ms"] * 0.7)
+            p["prepared"] = [{"recipe": "prune-structured-30", "kind": "prune-structured"}]
+            pruned.append(p)
+    charts = _charts(html_report(recs + pruned))
+    svg = charts["digits_cnn: latency against size"]
+    # the plain targets and the pruned ones in two colours (a one-point front draws no line)
+    assert len(set(re.findall(r'fill="(#[0-9a-f]{6})"', svg)) - {"#ffffff", "#fff", "#475569"}) >= 2
+    page = html_report(recs + pruned)
+    assert "Pareto front of recipe prune-structured-30" in page and "Pareto front of no training recipe" in page
+    # without training recipes the series stay the devices
+    assert "Pareto front on local" in html_report(recs)

@@ -50,6 +50,12 @@ def pareto_front(points, maximize=None) -> list[int]:
     return front
 
 
+def recipe_series(r: Record) -> str:
+    """The series a record belongs to when training recipes are compared: its recipe chain."""
+    chain = "+".join(p["recipe"] for p in r.extra.get("prepared") or [])
+    return f"recipe {chain}" if chain else "no training recipe"
+
+
 def tradeoffs(records: list[Record], model: str, colour_of) -> str:
     """Latency against size and against accuracy (the task metric, else the worst-output cosine),
     each with the Pareto front per device; emulated timings left out and said so."""
@@ -60,6 +66,8 @@ def tradeoffs(records: list[Record], model: str, colour_of) -> str:
     skipped_emu, not_plotted = [], []
     size_pts, acc_pts = [], []
     multi_dev = len({x.device_label for x in rs if x.timed and not x.emulated and not x.is_source}) > 1
+    # one device and training recipes in the run: each recipe is a series (its own colour and Pareto front)
+    by_recipe = not multi_dev and any(x.extra.get("prepared") for x in rs if not x.is_source)
     for n, r in enumerate(rs, 1):
         if not r.timed:
             if not r.is_source:
@@ -71,7 +79,7 @@ def tradeoffs(records: list[Record], model: str, colour_of) -> str:
             continue
         lat = r.p50_ms
         kind = "source" if r.is_source else "ok" if r.ok else "failed"
-        dev = r.device_label
+        dev = recipe_series(r) if by_recipe else r.device_label
         text = r.name if not multi_dev or r.is_source else f"{r.name} @{dev}"
         base = {"x": lat, "colour": colour_of(dev), "kind": kind, "dev": dev, "text": text, "num": n}
         tip = f"{r.name} on {dev} ({r.status_text})\np50 {ms_text(lat)} ms, p90 {ms_text(r.p90_ms)} ms"
@@ -119,7 +127,7 @@ def tradeoffs(records: list[Record], model: str, colour_of) -> str:
     devs = list(dict.fromkeys(p["dev"] for p in size_pts + acc_pts if p["kind"] != "source"))
     out = ['<div class="figrow">'] + [f'<figure><figcaption>{t}</figcaption>{s}</figure>' for t, s in figs]
     out.append("</div>")
-    out.append(scatter_legend(devs, colour_of))
+    out.append(scatter_legend(devs, colour_of, "of" if by_recipe else "on"))
     notes = []
     if numbered:
         names = {p["num"]: p["text"] for p in size_pts + acc_pts}

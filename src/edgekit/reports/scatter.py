@@ -140,16 +140,17 @@ def scatter(points, fronts, xkind, ykind, xlabel, ylabel, label: str, ylog: bool
     return svg_doc(W, H, body, label), numbered
 
 
-def scatter_legend(devices_used: list[str], colour_of) -> str:
-    """The key to ``scatter``'s markers, one front and one dominated marker per device."""
+def scatter_legend(devices_used: list[str], colour_of, word: str = "on") -> str:
+    """The key to ``scatter``'s markers, one front and one dominated marker per device (or per series:
+    ``word`` "of")."""
     items = []
     for d in devices_used:
         c = colour_of(d)
         items.append(f'<span class="lg"><svg width="30" height="12"><line x1="1" y1="6" x2="29" y2="6" '
                      f'stroke="{c}" stroke-width="2.5"/><circle cx="15" cy="6" r="4.5" fill="{c}" stroke="#fff" '
-                     f'stroke-width="1.2"/></svg>Pareto front on {esc(d)}</span>')
+                     f'stroke-width="1.2"/></svg>Pareto front {word} {esc(d)}</span>')
         items.append(f'<span class="lg"><svg width="14" height="12"><circle cx="7" cy="6" r="4" fill="#fff" '
-                     f'stroke="{c}" stroke-width="2"/></svg>dominated on {esc(d)}</span>')
+                     f'stroke="{c}" stroke-width="2"/></svg>dominated {word} {esc(d)}</span>')
     items.append('<span class="lg"><svg width="14" height="12"><rect x="3" y="2" width="8" height="8" '
                  'transform="rotate(45 7 6)" fill="#475569"/></svg>source (reference, not on the front)</span>')
     items.append(f'<span class="lg"><svg width="14" height="12"><path d="M3,2L11,10M3,10L11,2" stroke="{FAIL}" '
