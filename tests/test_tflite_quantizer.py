@@ -242,3 +242,19 @@ def test_a_large_torch_model_goes_to_tflite_through_litert_torch_first():
         assert _names(aware)[0] == first[0]
     # litert-torch's own PT2E dynamic int8 is not offered (it collapsed the digits CNN: cosine 0.11)
     assert not any(_names(r) == ["TfliteFromTorch"] for r in plan("torch", get_target("tflite-int8-dynamic")).usable)
+
+
+def test_a_float_tflite_file_to_int8_inputs_and_outputs(digits_source, digits_data, digits_reference, out_root):
+    """int8 I/O from ai-edge-quantizer: the check that LiteRT runs the model feeds it quantized inputs
+    (before: "Cannot set tensor: Got value of type FLOAT32 but expected type INT8", seen on nudenet)."""
+    from edgekit.backends.tflite.kernels import io_types
+    from edgekit.core.sources import load_source
+
+    fp32 = convert(digits_source, get_target("tflite"), digits_data, out_root).artifact
+    source = load_source(str(fp32))
+    target = get_target("tflite-int8-io")
+    result = convert(source, target, digits_data, out_root)
+    assert [s["edge"] for s in result.manifest["route"]] == [EDGE]
+    assert io_types(result.artifact) == {"inputs": ["int8"], "outputs": ["int8"]}
+    rec = measure(result.artifact, "litert", digits_data, digits_reference, target.tolerance, bench=None)
+    assert rec["parity"]["passed"], rec["parity"]["failures"]

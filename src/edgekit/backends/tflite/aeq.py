@@ -249,9 +249,10 @@ class Quantizer:
         """The name of the op whose int8 kernel fails on one of ``samples`` (None: the model runs)."""
         interp = interpreter(path)
         runner = interp.get_signature_runner(self.signature)
+        details = runner.get_input_details()
         try:
             for feed in samples:
-                runner(**feed)
+                runner(**{k: _as_input(v, details[k]) for k, v in feed.items()})
             return None
         except (RuntimeError, ValueError) as e:
             m = re.search(r"Node number (\d+) \((\w+)\) failed", str(e))
@@ -261,3 +262,14 @@ class Quantizer:
             names = {d["index"]: d["name"] for d in interp.get_tensor_details()}
             op = next(d for d in interp._get_ops_details() if d["index"] == int(m.group(1)))
             return "".join(f"{names[o]};" for o in op["outputs"] if o in names)
+
+
+def _as_input(a: np.ndarray, detail: dict) -> np.ndarray:
+    """A float sample as an input takes it: quantized with the input's scale and zero point where the
+    model has integer inputs (int8 I/O), else as it is."""
+    dtype = np.dtype(detail["dtype"])
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if dtype.kind in "iu" and a.dtype.kind == "f" and scale:
+        info = np.iinfo(dtype)
+        return np.clip(np.round(a / scale + zero), info.min, info.max).astype(dtype)
+    return a

@@ -38,7 +38,7 @@ class QuantizedTfliteFromTflite(Converter):
     requires = (("ai_edge_quantizer", "tflite"), ("ai_edge_litert", "tflite"))
     tools = ("ai-edge-quantizer", "ai-edge-litert")
     uses_data = True
-    revision = 4  # 4: accuracy-aware: weighted layers to dynamic int8; 3: int8 embedding tables; 2: min/max over all calibration samples (not ai-edge-quantizer's moving average)
+    revision = 5  # 5: int8-I/O models checked with quantized inputs; 4: accuracy-aware: weighted layers to dynamic int8; 3: int8 embedding tables; 2: min/max over all calibration samples (not ai-edge-quantizer's moving average)
 
     @classmethod
     def refuses(cls, recipe, target):
