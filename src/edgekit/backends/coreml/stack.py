@@ -5,7 +5,6 @@ convert a torch program, so those imports are kept away while it loads (scikit-l
 k-means palettizes weights). A missing install is named by the command that installs it."""
 from __future__ import annotations
 
-import logging
 import sys
 
 from ...core.errors import MissingExtra
@@ -19,18 +18,15 @@ def import_coremltools():
     """``coremltools`` with its ``optimize.coreml`` module loaded."""
     if "coremltools.optimize.coreml" in sys.modules:
         return sys.modules["coremltools"]
-    from ...core.lazy import native_output_silenced
+    from ...core.lazy import native_output_silenced, quiet_frameworks
 
     import torch  # noqa: F401  before coremltools, whose probe would import it inside the silenced block
 
     blocked = [m for m in KEPT_AWAY if m not in sys.modules]
     for m in blocked:
         sys.modules[m] = None  # an ImportError for coremltools' probe
-    log = logging.getLogger("coremltools")
-    level = log.level
-    log.setLevel(logging.ERROR)
     try:
-        with native_output_silenced():
+        with quiet_frameworks("coremltools"), native_output_silenced():
             import coremltools
             import coremltools.optimize.coreml  # noqa: F401
     except ImportError as e:
@@ -42,7 +38,6 @@ def import_coremltools():
         for m in blocked:
             if sys.modules.get(m, 0) is None:
                 del sys.modules[m]
-        log.setLevel(level)
     return coremltools
 
 

@@ -2,7 +2,6 @@
 every import), and a missing or broken install named by the command that installs it."""
 from __future__ import annotations
 
-import logging
 import sys
 
 from ...core.errors import MissingExtra
@@ -14,12 +13,10 @@ def import_exir():
     """``executorch.exir`` with the XNNPACK partitioner and quantizer (what the converter uses)."""
     if "executorch.exir" in sys.modules and "executorch.backends.xnnpack.partition.xnnpack_partitioner" in sys.modules:
         return sys.modules["executorch.exir"]
-    from ...core.lazy import native_output_silenced
+    from ...core.lazy import native_output_silenced, quiet_frameworks
 
-    level = logging.getLogger("torchao").level
-    logging.getLogger("torchao").setLevel(logging.ERROR)
     try:
-        with native_output_silenced():
+        with quiet_frameworks("torchao"), native_output_silenced():
             import executorch.exir as exir
             import executorch.backends.xnnpack.partition.xnnpack_partitioner  # noqa: F401
             import executorch.backends.xnnpack.quantizer.xnnpack_quantizer  # noqa: F401
@@ -28,6 +25,4 @@ def import_exir():
         if missing.split(".")[0] in ("executorch", "torchao", "ruamel", "flatbuffers", "tabulate", "torch"):
             raise MissingExtra(missing or "executorch", EXTRA, "ExecuTorch") from None
         raise
-    finally:
-        logging.getLogger("torchao").setLevel(level)
     return exir

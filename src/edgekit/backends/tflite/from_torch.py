@@ -5,11 +5,6 @@ model: QuantizedTfliteFromTflite). A second route beside onnx2tf: when one fails
 model, the planner tries the other."""
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
-
 import numpy as np
 
 from ...core.buckets import AXIS, bucketed, parse_buckets
@@ -125,14 +120,8 @@ def _takes_names(module, feed: dict) -> bool:
     return all(name in params for name in feed)
 
 
-@contextlib.contextmanager
 def _quiet():
-    """litert-torch prints progress to stdout and logs through absl: keep it out of the CLI."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            logging.getLogger().setLevel(level)
+    """litert-torch prints progress to stdout and logs through absl (the root logger): keep it out of the CLI."""
+    from ...core.lazy import quiet_frameworks
+
+    return quiet_frameworks("")
